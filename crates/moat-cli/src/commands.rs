@@ -1,0 +1,365 @@
+//! What each subcommand does.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::Method;
+use moat_manifest::Manifest;
+use serde_json::{Value, json};
+
+use crate::client::{Admin, Http};
+use crate::{Cli, Command, FunctionsCommand, LogFormat, Output, UpArgs};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let token = cli.token.clone().or_else(|| read_token_file(&cli.data_dir));
+    let admin = Admin::new(&cli.admin, token.clone());
+    let out = cli.output;
+    match cli.command {
+        Command::Up(args) => up(cli.data_dir, args).await,
+        Command::Deploy { path } => deploy(&admin, &path, out).await,
+        Command::Invoke {
+            name,
+            data,
+            method,
+            headers,
+            path,
+            gateway,
+        } => {
+            invoke(
+                &admin,
+                InvokeArgs {
+                    name,
+                    data,
+                    method,
+                    headers,
+                    path,
+                    gateway,
+                    token,
+                },
+                out,
+            )
+            .await
+        }
+        Command::Functions { command } => functions(&admin, command, out).await,
+        Command::Logs {
+            name,
+            request,
+            since,
+            follow,
+        } => logs(&admin, &name, request, since, follow, out).await,
+        Command::Compile { .. } => unreachable_compile(),
+    }
+}
+
+fn unreachable_compile() -> anyhow::Result<()> {
+    bail!("`__compile` is handled before the async runtime starts")
+}
+
+fn read_token_file(data_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join("admin.token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+fn print(out: Output, value: &Value, text: impl FnOnce() -> String) {
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Output::Text => println!("{}", text()),
+    }
+}
+
+async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let exe = std::env::current_exe().context("cannot find the moat binary for compilation")?;
+    moat_node::run(moat_node::NodeConfig {
+        data_dir,
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        store: args.store,
+        master_key_cmd: args.master_key_cmd,
+        compile_limits: moat_runtime::compile::CompileLimits {
+            cpu_secs: args.compile_cpu_secs,
+            memory_mb: args.compile_memory_mb,
+            wall: Duration::from_secs(args.compile_timeout_secs),
+        },
+        pool: moat_runtime::PoolSettings {
+            max_instances: args.max_instances,
+            ..Default::default()
+        },
+        exe,
+    })
+    .await
+}
+
+async fn deploy(admin: &Admin, path: &Path, out: Output) -> anyhow::Result<()> {
+    let manifest_path = if path.is_dir() {
+        path.join("moat.toml")
+    } else {
+        path.to_path_buf()
+    };
+    let manifest = Manifest::load(&manifest_path)?;
+    let base = manifest_path.parent().unwrap_or(Path::new("."));
+    let file = manifest_path.display().to_string();
+    let locked = manifest.lock(&file, base)?;
+    let digest = moat_store_digest(&locked.component);
+    let uploaded = admin
+        .call(
+            Method::PUT,
+            &format!("/v1/components/{digest}"),
+            Some(("application/wasm", Bytes::from(locked.component))),
+        )
+        .await
+        .with_context(|| format!("upload of `{}` refused", locked.component_path.display()))?;
+    let deployed = admin
+        .json(
+            Method::POST,
+            "/v1/functions",
+            &json!({ "spec": locked.spec, "component": digest }),
+        )
+        .await
+        .with_context(|| format!("deploy of `{}` failed", locked.spec.name))?;
+    let value = json!({ "deployed": deployed, "component": uploaded });
+    print(out, &value, || {
+        format!(
+            "deployed {} version {} at {} (component sha256:{})",
+            deployed["function"].as_str().unwrap_or("?"),
+            deployed["version"],
+            deployed["route"].as_str().unwrap_or("?"),
+            &digest[..12]
+        )
+    });
+    Ok(())
+}
+
+fn moat_store_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+struct InvokeArgs {
+    name: String,
+    data: Option<String>,
+    method: Option<String>,
+    headers: Vec<String>,
+    path: Option<String>,
+    gateway: String,
+    token: Option<String>,
+}
+
+async fn invoke(admin: &Admin, a: InvokeArgs, out: Output) -> anyhow::Result<()> {
+    let shown = admin
+        .call(Method::GET, &format!("/v1/functions/{}", a.name), None)
+        .await?;
+    let route = shown["function"]["route"].as_str().unwrap_or("/");
+    let base = route.strip_suffix("/...").unwrap_or(route);
+    let path = match &a.path {
+        Some(p) if p.starts_with('/') => format!("{base}{p}"),
+        Some(p) => format!("{base}/{p}"),
+        None if base.is_empty() => "/".to_string(),
+        None => base.to_string(),
+    };
+    let body = match &a.data {
+        Some(d) => match d.strip_prefix('@') {
+            Some(file) => Some(Bytes::from(
+                std::fs::read(file).with_context(|| format!("cannot read `{file}`"))?,
+            )),
+            None => Some(Bytes::from(d.clone())),
+        },
+        None => None,
+    };
+    let method = match &a.method {
+        Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .with_context(|| format!("invalid method `{m}`"))?,
+        None if body.is_some() => Method::POST,
+        None => Method::GET,
+    };
+    let mut headers = Vec::new();
+    let mut content_type = "application/octet-stream".to_string();
+    for h in &a.headers {
+        let (k, v) = h
+            .split_once(':')
+            .with_context(|| format!("a header must be `Name: value`, found `{h}`"))?;
+        if k.trim().eq_ignore_ascii_case("content-type") {
+            content_type = v.trim().to_string();
+        } else {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let url = format!("{}{path}", a.gateway.trim_end_matches('/'));
+    let reply = Http::new()
+        .send(
+            method,
+            &url,
+            a.token.as_deref(),
+            &headers,
+            body.map(|b| (content_type.as_str(), b)),
+        )
+        .await?;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    let request_id = reply
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    match out {
+        Output::Json => {
+            let v = json!({ "status": reply.status.as_u16(), "request_id": request_id, "body": text });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Output::Text => print!("{text}{}", if text.ends_with('\n') { "" } else { "\n" }),
+    }
+    if !reply.status.is_success() {
+        bail!("the gateway answered {} (request id {request_id})", reply.status);
+    }
+    Ok(())
+}
+
+async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> anyhow::Result<()> {
+    match command {
+        FunctionsCommand::List => {
+            let v = admin.call(Method::GET, "/v1/functions", None).await?;
+            print(out, &v, || {
+                let mut s = format!("{:<24} {:>7} {:>7}  {}", "NAME", "SERVING", "LATEST", "ROUTE");
+                for f in v["functions"].as_array().into_iter().flatten() {
+                    s.push_str(&format!(
+                        "\n{:<24} {:>7} {:>7}  {}",
+                        f["name"].as_str().unwrap_or(""),
+                        f["active_version"],
+                        f["latest_version"],
+                        f["route"].as_str().unwrap_or("")
+                    ));
+                }
+                s
+            });
+        }
+        FunctionsCommand::Show { name } => {
+            let v = admin
+                .call(Method::GET, &format!("/v1/functions/{name}"), None)
+                .await?;
+            print(out, &v, || {
+                let f = &v["function"];
+                let mut s = format!(
+                    "{}\n  route:    {}\n  auth:     {}\n  serving:  version {}\n  versions:",
+                    f["name"].as_str().unwrap_or(""),
+                    f["route"].as_str().unwrap_or(""),
+                    v["spec"]["auth"].as_str().unwrap_or(""),
+                    f["active_version"],
+                );
+                for ver in v["versions"].as_array().into_iter().flatten() {
+                    let active = ver["version"] == f["active_version"];
+                    s.push_str(&format!(
+                        "\n    {} {:>4}  {}  sha256:{}",
+                        if active { "*" } else { " " },
+                        ver["version"],
+                        ver["route"].as_str().unwrap_or(""),
+                        ver["component"].as_str().unwrap_or("").get(..12).unwrap_or("")
+                    ));
+                }
+                s
+            });
+        }
+        FunctionsCommand::Delete { name } => {
+            let v = admin
+                .call(Method::DELETE, &format!("/v1/functions/{name}"), None)
+                .await?;
+            print(out, &v, || format!("deleted {name}"));
+        }
+        FunctionsCommand::Rollback { name, to } => {
+            let v = admin
+                .json(
+                    Method::POST,
+                    &format!("/v1/functions/{name}/rollback"),
+                    &json!({ "to": to }),
+                )
+                .await?;
+            print(out, &v, || format!("{name} now serves version {}", v["version"]));
+        }
+    }
+    Ok(())
+}
+
+async fn logs(
+    admin: &Admin,
+    name: &str,
+    request: Option<String>,
+    since: Option<String>,
+    follow: bool,
+    out: Output,
+) -> anyhow::Result<()> {
+    let mut since_ms = match since {
+        Some(s) => {
+            let d = humantime_duration(&s)?;
+            Some(moat_now_ms() - d.as_millis() as i64)
+        }
+        None => None,
+    };
+    loop {
+        let mut path = format!("/v1/functions/{name}/logs?limit=1000");
+        if let Some(r) = &request {
+            path.push_str(&format!("&request_id={r}"));
+        }
+        if let Some(s) = since_ms {
+            path.push_str(&format!("&since_ms={s}"));
+        }
+        let v = admin.call(Method::GET, &path, None).await?;
+        let records = v["logs"].as_array().cloned().unwrap_or_default();
+        for r in &records {
+            match out {
+                Output::Json => println!("{r}"),
+                Output::Text => {
+                    let text = r["text"].as_str().unwrap_or("");
+                    for line in text.lines() {
+                        println!(
+                            "{} {} v{} {}: {line}",
+                            r["at_ms"],
+                            r["request_id"].as_str().unwrap_or(""),
+                            r["version"],
+                            r["stream"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        if let Some(last) = records.last().and_then(|r| r["at_ms"].as_i64()) {
+            since_ms = Some(last + 1);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn humantime_duration(s: &str) -> anyhow::Result<Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("expected a duration such as `10m`, found `{s}`"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("expected a duration such as `30s`, `10m`, `2h` or `7d`, found `{s}`"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn moat_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,169 @@
+//! `moat`: runs a node (`moat up`) and manages it through the admin API.
+//!
+//! Exit codes: 0 success, 1 failure, 2 bad usage (clap's own code for usage errors).
+
+mod client;
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "moat", version, about = "A hardened, self-hosted Function-as-a-Service platform")]
+pub struct Cli {
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Admin API of the node.
+    #[arg(long, global = true, env = "MOAT_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
+    admin: String,
+    /// API token (default: the data dir's `admin.token`).
+    #[arg(long, global = true, env = "MOAT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The node's data dir.
+    #[arg(long, global = true, env = "MOAT_DATA_DIR", default_value = "./.moat")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: the gateway and the admin API.
+    Up(UpArgs),
+    /// Deploy the manifest at PATH (a file, or a directory holding moat.toml).
+    Deploy {
+        #[arg(default_value = "moat.toml")]
+        path: PathBuf,
+    },
+    /// Call a deployed function through the gateway.
+    Invoke {
+        name: String,
+        /// Request body (`@FILE` reads a file).
+        #[arg(short = 'd', long = "data")]
+        data: Option<String>,
+        /// HTTP method (default GET, or POST with a body).
+        #[arg(short = 'X', long = "request")]
+        method: Option<String>,
+        /// Extra header, `'Name: value'`; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Path below a prefix route (e.g. `/items/1`).
+        #[arg(long)]
+        path: Option<String>,
+        /// Gateway of the node.
+        #[arg(long, env = "MOAT_GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+    },
+    /// Manage functions.
+    Functions {
+        #[command(subcommand)]
+        command: FunctionsCommand,
+    },
+    /// A function's captured output.
+    Logs {
+        name: String,
+        /// Only this request.
+        #[arg(long)]
+        request: Option<String>,
+        /// Only output newer than this (e.g. `10m`, `2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new output.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Internal: compile a component from stdin under resource limits (used by the node).
+    #[command(name = "__compile", hide = true)]
+    Compile {
+        #[arg(long)]
+        cpu_secs: u64,
+        #[arg(long)]
+        memory_mb: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum FunctionsCommand {
+    /// List functions.
+    List,
+    /// Show a function, its versions and its serving spec.
+    Show { name: String },
+    /// Delete a function and all its versions.
+    Delete { name: String },
+    /// Serve an earlier version (default: the one before the serving one).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: Option<i64>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Gateway address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Admin API address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin_listen: SocketAddr,
+    /// Store: `sqlite://PATH` (default `<data-dir>/moat.db`).
+    #[arg(long)]
+    store: Option<String>,
+    /// Command that prints the base64 master key (overrides MOAT_MASTER_KEY and the key file).
+    #[arg(long)]
+    master_key_cmd: Option<String>,
+    /// Log format of the node's own logs (stderr).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// CPU seconds one compilation may use.
+    #[arg(long, default_value_t = 120)]
+    compile_cpu_secs: u64,
+    /// Address space of the compile process, MiB.
+    #[arg(long, default_value_t = 4096)]
+    compile_memory_mb: u64,
+    /// Wall-clock seconds one compilation may take.
+    #[arg(long, default_value_t = 300)]
+    compile_timeout_secs: u64,
+    /// Instances that may run at once on this node.
+    #[arg(long, default_value_t = 1000)]
+    max_instances: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Compile { cpu_secs, memory_mb } = cli.command {
+        // Before any runtime or thread exists: the child lowers its own limits first.
+        let code = moat_runtime::compile::child_main(cpu_secs, memory_mb);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The admin API: JSON over HTTP under `/v1/`, bearer-token auth, described by
+//! `/v1/openapi.json`. `/healthz`, `/readyz` and `/metrics` need no token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use moat_gateway::GatewayBody;
+use moat_manifest::FunctionSpec;
+use moat_runtime::compile::MAX_COMPONENT_BYTES;
+use moat_store::{LogQuery, VersionRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Node;
+use crate::defaults;
+use crate::functions::DeployError;
+use crate::tokens::ADMIN_ROLE;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// An admin API error, in the same JSON shape as the gateway's.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        let (status, code) = match &e {
+            DeployError::Manifest(_) => (StatusCode::BAD_REQUEST, "invalid_manifest"),
+            DeployError::Component(_) => (StatusCode::BAD_REQUEST, "invalid_component"),
+            DeployError::Compile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "compile_failed"),
+            DeployError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            DeployError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            DeployError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+type ApiResult = Result<(StatusCode, Value), ApiError>;
+
+fn respond(body: Bytes, status: StatusCode, content_type: &'static str, rid: &str) -> Response<GatewayBody> {
+    let mut r = Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    if let Ok(v) = header::HeaderValue::from_str(rid) {
+        r.headers_mut().insert("x-request-id", v);
+    }
+    r
+}
+
+/// Handles one admin request.
+pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<GatewayBody> {
+    let rid = moat_gateway::new_request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    // Unauthenticated, read-only endpoints.
+    match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => {
+            return respond(Bytes::from_static(b"{\"status\":\"ok\"}"), StatusCode::OK, "application/json", &rid);
+        }
+        (&Method::GET, "/readyz") => {
+            let ready = node.ready.load(Ordering::Acquire);
+            let (status, body) = if ready {
+                (StatusCode::OK, &b"{\"status\":\"ready\"}"[..])
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, &b"{\"status\":\"starting\"}"[..])
+            };
+            return respond(Bytes::from_static(body), status, "application/json", &rid);
+        }
+        (&Method::GET, "/metrics") => {
+            return respond(node.metrics.render().into(), StatusCode::OK, "text/plain; version=0.0.4", &rid);
+        }
+        (&Method::GET, "/v1/openapi.json") => {
+            return respond(Bytes::from_static(OPENAPI.as_bytes()), StatusCode::OK, "application/json", &rid);
+        }
+        _ => {}
+    }
+    let result = match authorize(&node, &req) {
+        Err(e) => Err(e),
+        Ok(()) => route(&node, req, &method, &path).await,
+    };
+    let (status, body) = match result {
+        Ok((status, body)) => (status, body),
+        Err(e) => (
+            e.status,
+            json!({"error": {"code": e.code, "message": e.message, "request_id": rid}}),
+        ),
+    };
+    respond(body.to_string().into(), status, "application/json", &rid)
+}
+
+fn authorize(node: &Node, req: &Request<Incoming>) -> Result<(), ApiError> {
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required");
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(unauthorized)?;
+    let record = node.tokens.check(token).ok_or_else(unauthorized)?;
+    if record.role != ADMIN_ROLE {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token's role may not use the admin API"));
+    }
+    Ok(())
+}
+
+async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: &str) -> ApiResult {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    match (method, segments.as_slice()) {
+        (&Method::PUT, ["v1", "components", digest]) => {
+            let digest = digest.to_string();
+            let body = read_body(req, MAX_COMPONENT_BYTES).await?;
+            let info = node.functions.upload(&digest, &body).await?;
+            Ok((StatusCode::CREATED, json!({
+                "digest": digest, "size": info.size,
+                "imports": info.imports, "exports": info.exports,
+            })))
+        }
+        (&Method::POST, ["v1", "functions"]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct DeployRequest {
+                spec: FunctionSpec,
+                component: String,
+            }
+            let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
+            let request: DeployRequest = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", format!("invalid deploy request: {e}")))?;
+            let record = node.functions.deploy(request.spec, &request.component).await?;
+            tracing::info!(function = %record.function, version = record.version, "deployed");
+            Ok((StatusCode::CREATED, version_json(&record)))
+        }
+        (&Method::GET, ["v1", "functions"]) => {
+            let list = node.store.list_functions().await.map_err(store_error)?;
+            Ok((StatusCode::OK, json!({ "functions": list })))
+        }
+        (&Method::GET, ["v1", "functions", name]) => {
+            let f = node.store.get_function(name).await.map_err(store_error)?
+                .ok_or_else(|| not_found(name))?;
+            let versions = node.store.versions(name).await.map_err(store_error)?;
+            let active = versions.iter().find(|v| v.version == f.active_version);
+            let spec: Value = active
+                .and_then(|v| serde_json::from_str(&v.spec_json).ok())
+                .unwrap_or(Value::Null);
+            Ok((StatusCode::OK, json!({
+                "function": f,
+                "spec": spec,
+                "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
+            })))
+        }
+        (&Method::DELETE, ["v1", "functions", name]) => {
+            if node.functions.delete(name).await? {
+                tracing::info!(function = %name, "deleted");
+                Ok((StatusCode::OK, json!({ "deleted": name })))
+            } else {
+                Err(not_found(name))
+            }
+        }
+        (&Method::POST, ["v1", "functions", name, "rollback"]) => {
+            #[derive(Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct Rollback {
+                to: Option<i64>,
+            }
+            let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
+            let r: Rollback = if body.is_empty() {
+                Rollback::default()
+            } else {
+                serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("invalid rollback request: {e}")))?
+            };
+            let record = node.functions.rollback(name, r.to).await?;
+            tracing::info!(function = %name, version = record.version, "rolled back");
+            Ok((StatusCode::OK, version_json(&record)))
+        }
+        (&Method::GET, ["v1", "functions", name, "logs"]) => {
+            let number = |key: &str| -> Result<Option<i64>, ApiError> {
+                query.get(key).map(|v| v.parse::<i64>().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{key}` must be an integer")))).transpose()
+            };
+            let limit = number("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32;
+            let logs = node.store.logs(LogQuery {
+                function: name.to_string(),
+                request_id: query.get("request_id").cloned(),
+                since_ms: number("since_ms")?,
+                limit,
+            }).await.map_err(store_error)?;
+            Ok((StatusCode::OK, json!({ "logs": logs })))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin endpoint {method} {path}"))),
+    }
+}
+
+fn version_json(v: &VersionRecord) -> Value {
+    json!({
+        "function": v.function,
+        "version": v.version,
+        "route": v.route,
+        "component": v.component_digest,
+        "created_at_ms": v.created_at_ms,
+    })
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("function `{name}` not found"))
+}
+
+fn store_error(e: moat_store::StoreError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+}
+
+/// Reads a body, refusing it as soon as it passes `limit` (never buffering more).
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body is larger than {limit} bytes or was cut off")))
+}
+
+fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some((hi, lo)), _) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("request_id=a%20b&x=%zz&y=1+2&bad=%e2%82");
+        assert_eq!(q["request_id"], "a b");
+        assert_eq!(q["x"], "%zz");
+        assert_eq!(q["y"], "1 2");
+        assert_eq!(q["bad"], "\u{fffd}");
+    }
+}

@@ -1,0 +1,263 @@
+//! Deploys, rollbacks and the route table: turning stored versions into serving routes.
+//!
+//! A deploy is: validate the spec → inspect the component → compile it in the jailed child
+//! (or load its sealed artifact) → link and type-check it → one store transaction that
+//! creates the version and points the route at it → swap the gateway's route table. Any
+//! failure before the transaction changes nothing, so the previous version keeps serving.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moat_gateway::{Gateway, Match, Route, RouteTable};
+use moat_manifest::{FunctionSpec, RouteMatch};
+use moat_runtime::artifact::{self, ArtifactError, ArtifactStore};
+use moat_runtime::compile::{CompileLimits, compile_in_child};
+use moat_runtime::inspect::{ComponentInfo, inspect};
+use moat_runtime::{InvokeOptions, Prepared, Runtime};
+use moat_store::{NewVersion, Store, StoreError, VersionRecord, sha256_hex};
+
+use crate::defaults;
+use crate::metrics::Metrics;
+
+/// Why a deploy (or rollback) failed. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+    #[error("invalid component: {0}")]
+    Component(String),
+    #[error("compilation failed: {0}")]
+    Compile(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("store error: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for DeployError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::RouteTaken { .. } => DeployError::Conflict(e.to_string()),
+            StoreError::NotFound(_) => DeployError::NotFound(e.to_string()),
+            other => DeployError::Store(other.to_string()),
+        }
+    }
+}
+
+pub struct Functions {
+    store: Arc<dyn Store>,
+    runtime: Arc<Runtime>,
+    artifacts: ArtifactStore,
+    compile_limits: CompileLimits,
+    exe: PathBuf,
+    gateway: Arc<Gateway>,
+    metrics: Arc<Metrics>,
+    /// Prepared components by digest, so a rollback or a restart of the route table
+    /// never recompiles.
+    prepared: Mutex<HashMap<String, Prepared>>,
+    /// One deploy, rollback or delete at a time on this node.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Functions {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<Runtime>,
+        artifacts: ArtifactStore,
+        compile_limits: CompileLimits,
+        exe: PathBuf,
+        gateway: Arc<Gateway>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Functions {
+            store,
+            runtime,
+            artifacts,
+            compile_limits,
+            exe,
+            gateway,
+            metrics,
+            prepared: Mutex::new(HashMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Checks and stores an uploaded component.
+    pub async fn upload(&self, digest: &str, bytes: &[u8]) -> Result<ComponentInfo, DeployError> {
+        let actual = sha256_hex(bytes);
+        if actual != digest {
+            return Err(DeployError::Component(format!(
+                "the upload hashes to `{actual}`, not `{digest}`"
+            )));
+        }
+        let info = inspect(bytes).map_err(|e| DeployError::Component(e.to_string()))?;
+        self.store.put_blob(digest, bytes).await?;
+        Ok(info)
+    }
+
+    /// Deploys a new version of a function.
+    pub async fn deploy(&self, spec: FunctionSpec, digest: &str) -> Result<VersionRecord, DeployError> {
+        spec.validate()
+            .map_err(|e| DeployError::Manifest(e.to_string()))?;
+        let _guard = self.changes.lock().await;
+        let bytes = self
+            .store
+            .get_blob(digest)
+            .await?
+            .ok_or_else(|| DeployError::Component(format!("component `{digest}` has not been uploaded")))?;
+        inspect(&bytes).map_err(|e| DeployError::Component(e.to_string()))?;
+        self.prepare(digest).await?;
+        let spec_json =
+            serde_json::to_string(&spec).map_err(|e| DeployError::Store(e.to_string()))?;
+        let record = self
+            .store
+            .deploy_version(NewVersion {
+                function: spec.name.clone(),
+                route: spec.route.clone(),
+                component_digest: digest.to_string(),
+                spec_json,
+            })
+            .await?;
+        self.refresh_routes().await?;
+        Ok(record)
+    }
+
+    /// Switches a function back to an earlier version (by default the one before the
+    /// serving one).
+    pub async fn rollback(&self, name: &str, to: Option<i64>) -> Result<VersionRecord, DeployError> {
+        let _guard = self.changes.lock().await;
+        let f = self
+            .store
+            .get_function(name)
+            .await?
+            .ok_or_else(|| DeployError::NotFound(format!("function `{name}` not found")))?;
+        let versions = self.store.versions(name).await?;
+        let target = match to {
+            Some(v) => versions
+                .iter()
+                .find(|r| r.version == v)
+                .ok_or_else(|| DeployError::NotFound(format!("`{name}` has no version {v}")))?,
+            None => versions
+                .iter()
+                .rev()
+                .find(|r| r.version < f.active_version)
+                .ok_or_else(|| {
+                    DeployError::NotFound(format!(
+                        "`{name}` has no version before {}",
+                        f.active_version
+                    ))
+                })?,
+        };
+        self.prepare(&target.component_digest).await?;
+        let record = self.store.activate_version(name, target.version).await?;
+        self.refresh_routes().await?;
+        Ok(record)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<bool, DeployError> {
+        let _guard = self.changes.lock().await;
+        let existed = self.store.delete_function(name).await?;
+        self.refresh_routes().await?;
+        Ok(existed)
+    }
+
+    /// Rebuilds the gateway's route table from the store's serving versions. A version
+    /// that cannot be prepared is logged and left out; the others keep serving.
+    pub async fn refresh_routes(&self) -> Result<usize, DeployError> {
+        let active = self.store.active_versions().await?;
+        let mut routes = Vec::with_capacity(active.len());
+        for v in active {
+            match self.route_for(&v).await {
+                Ok(route) => routes.push(Arc::new(route)),
+                Err(e) => tracing::error!(
+                    function = %v.function, version = v.version,
+                    "cannot serve this version: {e}"
+                ),
+            }
+        }
+        let n = routes.len();
+        self.gateway.set_routes(RouteTable::new(routes));
+        Ok(n)
+    }
+
+    async fn route_for(&self, v: &VersionRecord) -> Result<Route, DeployError> {
+        let spec: FunctionSpec = serde_json::from_str(&v.spec_json)
+            .map_err(|e| DeployError::Store(format!("stored spec is unreadable: {e}")))?;
+        let prepared = self.prepare(&v.component_digest).await?;
+        let limits = &spec.limits;
+        Ok(Route {
+            function: v.function.clone(),
+            version: v.version,
+            matcher: match spec.route_match() {
+                RouteMatch::Exact(p) => Match::Exact(p),
+                RouteMatch::Prefix(p) => Match::Prefix(p),
+            },
+            public: spec.auth == moat_manifest::Auth::Public,
+            prepared,
+            options: InvokeOptions {
+                timeout: Duration::from_millis(limits.timeout_ms.unwrap_or(defaults::TIMEOUT_MS)),
+                memory_bytes: (limits.memory_mb.unwrap_or(defaults::MEMORY_MB) as usize) << 20,
+                log_bytes: defaults::LOG_BYTES_PER_STREAM,
+            },
+        })
+    }
+
+    /// A prepared component for `digest`: from memory, else from its sealed artifact,
+    /// else compiled now in the jailed child from the stored component.
+    async fn prepare(&self, digest: &str) -> Result<Prepared, DeployError> {
+        if let Some(p) = self.prepared.lock().ok().and_then(|m| m.get(digest).cloned()) {
+            return Ok(p);
+        }
+        let verified = match self.artifacts.read_verified(digest) {
+            Ok(found) => found,
+            Err(ArtifactError::Tampered(path)) => {
+                self.metrics.artifact_rejections.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    artifact = %path.display(),
+                    "compiled artifact failed its integrity check; refusing it and recompiling from the stored component"
+                );
+                self.artifacts.remove(digest);
+                None
+            }
+            Err(e) => return Err(DeployError::Store(e.to_string())),
+        };
+        let verified = match verified {
+            Some(v) => v,
+            None => {
+                let bytes = self.store.get_blob(digest).await?.ok_or_else(|| {
+                    DeployError::Component(format!("component `{digest}` is not in the store"))
+                })?;
+                if sha256_hex(&bytes) != digest {
+                    return Err(DeployError::Store(format!("stored component `{digest}` is corrupt")));
+                }
+                let compiled = compile_in_child(&self.exe, &bytes, self.compile_limits)
+                    .await
+                    .map_err(|e| DeployError::Compile(e.to_string()))?;
+                self.metrics.compilations.fetch_add(1, Ordering::Relaxed);
+                self.artifacts
+                    .write(digest, &compiled)
+                    .map_err(|e| DeployError::Store(e.to_string()))?;
+                self.artifacts
+                    .read_verified(digest)
+                    .map_err(|e| DeployError::Store(e.to_string()))?
+                    .ok_or_else(|| DeployError::Store("compiled artifact vanished".into()))?
+            }
+        };
+        let component = artifact::load(self.runtime.engine(), &verified)
+            .map_err(|e| DeployError::Compile(format!("cannot load the compiled artifact: {e}")))?;
+        self.metrics.artifacts_loaded.fetch_add(1, Ordering::Relaxed);
+        let prepared = self
+            .runtime
+            .prepare(&component)
+            .map_err(|e| DeployError::Component(e.to_string()))?;
+        if let Ok(mut m) = self.prepared.lock() {
+            m.insert(digest.to_string(), prepared.clone());
+        }
+        Ok(prepared)
+    }
+}

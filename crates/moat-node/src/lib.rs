@@ -1,0 +1,191 @@
+//! A running node: the data dir, the keys, the admin API and deploys, wired to the store,
+//! the runtime and the gateway.
+//!
+//! [`run`] is `moat up`: lock the data dir, load or create the master key, open and check
+//! the store, bootstrap the admin token, load every serving version (from sealed artifacts,
+//! never recompiling what is already compiled), then serve until SIGINT/SIGTERM and drain.
+
+mod admin;
+mod datadir;
+pub mod defaults;
+mod functions;
+mod logs;
+mod metrics;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use moat_gateway::Gateway;
+use moat_runtime::artifact::ArtifactStore;
+use moat_runtime::compile::CompileLimits;
+use moat_runtime::{PoolSettings, Runtime};
+use moat_store::{SqliteStore, Store, TokenRecord, now_ms, sha256_hex};
+use tokio::net::TcpListener;
+
+pub use datadir::KeySource;
+
+/// Settings of the local process (`moat up` flags). Settings shared by a cluster live in
+/// the store instead.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// `sqlite://PATH` or a plain path; default `<data-dir>/moat.db`.
+    pub store: Option<String>,
+    pub master_key_cmd: Option<String>,
+    pub compile_limits: CompileLimits,
+    pub pool: PoolSettings,
+    /// The `moat` binary, started in compile mode for each compilation.
+    pub exe: PathBuf,
+}
+
+/// Shared state of a running node.
+pub struct Node {
+    store: Arc<dyn Store>,
+    tokens: Arc<tokens::Tokens>,
+    functions: functions::Functions,
+    metrics: Arc<metrics::Metrics>,
+    ready: AtomicBool,
+}
+
+/// Runs a node until SIGINT or SIGTERM; returns once in-flight requests have drained.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let _lock = datadir::lock(&config.data_dir)?;
+    let dir = &config.data_dir;
+
+    let key_file = dir.join("master.key");
+    let source = match (&config.master_key_cmd, std::env::var("MOAT_MASTER_KEY")) {
+        (Some(cmd), _) => KeySource::Command(cmd.clone()),
+        (None, Ok(v)) if !v.is_empty() => KeySource::Env(v),
+        _ => KeySource::File(key_file.clone()),
+    };
+    let (master, created_key) = datadir::master_key(source)?;
+    if created_key {
+        println!("moat: created master key {} (mode 0600); back it up: without it, encrypted data is lost", key_file.display());
+    }
+
+    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let check = master.check_value();
+    let stored = store.init_meta("master_key_check", &check).await?;
+    if stored != check {
+        bail!("the master key does not match this store (its key-check value differs); start with the key this store was created with");
+    }
+
+    let tokens = Arc::new(tokens::Tokens::load(&store).await?);
+    let token_file = dir.join("admin.token");
+    if tokens.is_empty() {
+        let token = datadir::new_token()?;
+        // File first, then the hash: a crash in between leaves no token in the store, so
+        // the next start simply makes a new one.
+        datadir::write_secret_file(&token_file, token.as_bytes())?;
+        store
+            .insert_token(TokenRecord {
+                id: moat_gateway::new_request_id(),
+                name: "bootstrap-admin".into(),
+                role: tokens::ADMIN_ROLE.into(),
+                hash: sha256_hex(token.as_bytes()),
+                created_at_ms: now_ms(),
+                expires_at_ms: None,
+                revoked: false,
+            })
+            .await?;
+        println!("moat: created admin token in {} (mode 0600; only its hash is stored)", token_file.display());
+    } else {
+        println!("moat: admin token in {}", token_file.display());
+    }
+    let tokens = Arc::new(tokens::Tokens::load(&store).await?);
+
+    let runtime = Arc::new(Runtime::new(&config.pool)?);
+    let artifacts = ArtifactStore::new(
+        dir.join("compiled"),
+        master.derive("artifact-mac/v1"),
+        runtime.engine_id(),
+    );
+    drop(master);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let observer = Arc::new(logs::InvocationLog::start(Arc::clone(&store), Arc::clone(&metrics)));
+    let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), observer);
+    let functions = functions::Functions::new(
+        Arc::clone(&store),
+        runtime,
+        artifacts,
+        config.compile_limits,
+        config.exe.clone(),
+        Arc::clone(&gateway),
+        Arc::clone(&metrics),
+    );
+    let node = Arc::new(Node {
+        store,
+        tokens,
+        functions,
+        metrics,
+        ready: AtomicBool::new(false),
+    });
+
+    let gateway_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+
+    let served = node.functions.refresh_routes().await?;
+    node.ready.store(true, Ordering::Release);
+    println!("moat: gateway listening on http://{}", gateway_listener.local_addr()?);
+    println!("moat: admin API listening on http://{}", admin_listener.local_addr()?);
+    println!("moat: serving {served} function(s); stop with Ctrl-C");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let drain = Duration::from_secs(defaults::DRAIN_SECS);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let gw = tokio::spawn(moat_gateway::serve(
+        gateway_listener,
+        move |req, _peer| Arc::clone(&gateway).handle(req),
+        stopped(stop_rx.clone()),
+        drain,
+    ));
+    let admin_node = Arc::clone(&node);
+    let adm = tokio::spawn(moat_gateway::serve(
+        admin_listener,
+        move |req, _peer| admin::handle(Arc::clone(&admin_node), req),
+        stopped(stop_rx),
+        drain,
+    ));
+
+    wait_for_signal().await?;
+    println!("moat: stopping; draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(gw, adm);
+    println!("moat: stopped");
+    Ok(())
+}
+
+fn open_store(config: &NodeConfig) -> anyhow::Result<SqliteStore> {
+    let path = match &config.store {
+        None => config.data_dir.join("moat.db"),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            bail!("the PostgreSQL store is not available in this build; use SQLite (the default)")
+        }
+        Some(url) => PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)),
+    };
+    SqliteStore::open(&path).with_context(|| format!("cannot open the store at `{}`", path.display()))
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Captured function output: handed off the request path to a batching writer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use moat_gateway::{Observer, Route};
+use moat_runtime::{Outcome, Report};
+use moat_store::{LogRecord, Store, now_ms};
+use tokio::sync::mpsc;
+
+use crate::defaults;
+use crate::metrics::Metrics;
+
+/// Records each invocation's output and outcome. Never blocks a request: when the writer is
+/// behind, records are dropped and counted in `/metrics`.
+pub struct InvocationLog {
+    tx: mpsc::Sender<LogRecord>,
+    metrics: Arc<Metrics>,
+}
+
+impl InvocationLog {
+    /// Starts the writer task.
+    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = mpsc::channel(10_000);
+        tokio::spawn(writer(store, rx));
+        InvocationLog { tx, metrics }
+    }
+
+    fn push(&self, record: LogRecord) {
+        if self.tx.try_send(record).is_err() {
+            self.metrics
+                .log_records_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Observer for InvocationLog {
+    fn finished(&self, route: &Route, request_id: &str, report: Report) {
+        let outcome = match &report.outcome {
+            Outcome::Completed => "completed",
+            Outcome::Trapped(_) => "trapped",
+            Outcome::TimedOut => "timed_out",
+        };
+        self.metrics.outcome(
+            &route.function,
+            outcome,
+            report.instantiate.as_micros() as u64,
+        );
+        self.metrics
+            .log_bytes_dropped
+            .fetch_add(report.dropped_log_bytes, Ordering::Relaxed);
+        let record = |stream: &str, text: String| LogRecord {
+            function: route.function.clone(),
+            version: route.version,
+            request_id: request_id.to_string(),
+            stream: stream.to_string(),
+            at_ms: now_ms(),
+            text,
+        };
+        for (stream, bytes) in [("stdout", &report.stdout), ("stderr", &report.stderr)] {
+            if !bytes.is_empty() {
+                self.push(record(stream, String::from_utf8_lossy(bytes).into_owned()));
+            }
+        }
+        match report.outcome {
+            Outcome::Completed => {}
+            Outcome::Trapped(text) => self.push(record("platform", format!("trap: {text}"))),
+            Outcome::TimedOut => self.push(record(
+                "platform",
+                format!("timed out after {:?}", route.options.timeout),
+            )),
+        }
+        if report.dropped_log_bytes > 0 {
+            self.push(record(
+                "platform",
+                format!(
+                    "{} bytes of output dropped past the per-invocation bound",
+                    report.dropped_log_bytes
+                ),
+            ));
+        }
+    }
+
+    fn responded(&self, function: Option<&str>, status: u16) {
+        self.metrics.response(function, status);
+    }
+}
+
+async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogRecord>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        // Gather what else arrives shortly, then write it in one transaction.
+        let deadline = tokio::time::sleep(Duration::from_millis(50));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                more = rx.recv() => match more {
+                    Some(r) if batch.len() < 1000 => batch.push(r),
+                    Some(r) => { batch.push(r); break; }
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
+        let mut functions: Vec<String> = batch.iter().map(|r| r.function.clone()).collect();
+        functions.sort();
+        functions.dedup();
+        if let Err(e) = store.append_logs(std::mem::take(&mut batch)).await {
+            tracing::error!("cannot store function logs: {e}");
+        }
+        for f in functions {
+            let _ = store.prune_logs(&f, defaults::LOG_RECORDS_KEPT).await;
+        }
+    }
+}

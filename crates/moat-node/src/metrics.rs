@@ -1,0 +1,72 @@
+//! Counters for `/metrics`, in Prometheus' text format.
+//!
+//! Labels are bounded: function names (one per deployed function) and HTTP status codes.
+//! Nothing that identifies a caller or holds a secret is ever a label.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    responses: Mutex<BTreeMap<(String, u16), u64>>,
+    outcomes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    pub compilations: AtomicU64,
+    pub artifact_rejections: AtomicU64,
+    pub artifacts_loaded: AtomicU64,
+    pub log_bytes_dropped: AtomicU64,
+    pub log_records_dropped: AtomicU64,
+    instantiate_us_sum: AtomicU64,
+    instantiate_count: AtomicU64,
+}
+
+impl Metrics {
+    pub fn response(&self, function: Option<&str>, status: u16) {
+        if let Ok(mut m) = self.responses.lock() {
+            *m.entry((function.unwrap_or("").to_string(), status))
+                .or_default() += 1;
+        }
+    }
+
+    pub fn outcome(&self, function: &str, outcome: &'static str, instantiate_us: u64) {
+        if let Ok(mut m) = self.outcomes.lock() {
+            *m.entry((function.to_string(), outcome)).or_default() += 1;
+        }
+        self.instantiate_us_sum
+            .fetch_add(instantiate_us, Ordering::Relaxed);
+        self.instantiate_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP moat_gateway_responses_total Gateway responses by function and status.");
+        let _ = writeln!(out, "# TYPE moat_gateway_responses_total counter");
+        if let Ok(m) = self.responses.lock() {
+            for ((f, status), n) in m.iter() {
+                let _ = writeln!(out, "moat_gateway_responses_total{{function=\"{f}\",status=\"{status}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP moat_invocations_total Function invocations by outcome.");
+        let _ = writeln!(out, "# TYPE moat_invocations_total counter");
+        if let Ok(m) = self.outcomes.lock() {
+            for ((f, o), n) in m.iter() {
+                let _ = writeln!(out, "moat_invocations_total{{function=\"{f}\",outcome=\"{o}\"}} {n}");
+            }
+        }
+        let counters = [
+            ("moat_component_compilations_total", "Components compiled (in the compile child).", &self.compilations),
+            ("moat_compiled_artifacts_loaded_total", "Compiled artifacts loaded after their MAC check.", &self.artifacts_loaded),
+            ("moat_compiled_artifact_rejections_total", "Compiled artifacts refused because their MAC did not verify.", &self.artifact_rejections),
+            ("moat_function_log_bytes_dropped_total", "Function output bytes dropped past the per-invocation bound.", &self.log_bytes_dropped),
+            ("moat_function_log_records_dropped_total", "Function log records dropped because the log writer was behind.", &self.log_records_dropped),
+            ("moat_instantiation_seconds_count", "Instantiations measured.", &self.instantiate_count),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        let sum = self.instantiate_us_sum.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "# HELP moat_instantiation_seconds_sum Total time spent instantiating.\n# TYPE moat_instantiation_seconds_sum counter\nmoat_instantiation_seconds_sum {sum}");
+        out
+    }
+}

@@ -1,0 +1,184 @@
+//! The store tests, written once against [`Store`] so every back end runs the same suite.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test suite: a failed step must panic"
+)]
+
+use crate::{LogQuery, LogRecord, NewVersion, Store, StoreError, TokenRecord, sha256_hex};
+
+/// Runs every conformance check against an empty store.
+pub async fn run_all(store: &dyn Store) {
+    blobs_are_content_addressed(store).await;
+    deploy_rollback_delete(store).await;
+    routes_are_unique(store).await;
+    meta_is_set_once(store).await;
+    tokens_round_trip(store).await;
+    logs_are_bounded(store).await;
+}
+
+fn new_version(function: &str, route: &str, digest: &str, spec: &str) -> NewVersion {
+    NewVersion {
+        function: function.into(),
+        route: route.into(),
+        component_digest: digest.into(),
+        spec_json: spec.into(),
+    }
+}
+
+async fn blobs_are_content_addressed(store: &dyn Store) {
+    let bytes = b"component bytes".to_vec();
+    let digest = sha256_hex(&bytes);
+    assert!(!store.has_blob(&digest).await.unwrap());
+    store.put_blob(&digest, &bytes).await.unwrap();
+    store.put_blob(&digest, &bytes).await.unwrap(); // idempotent
+    assert_eq!(store.get_blob(&digest).await.unwrap(), Some(bytes));
+    let wrong = store.put_blob(&digest, b"other bytes").await;
+    assert!(matches!(wrong, Err(StoreError::DigestMismatch { .. })));
+    assert_eq!(store.get_blob(&sha256_hex(b"absent")).await.unwrap(), None);
+}
+
+async fn deploy_rollback_delete(store: &dyn Store) {
+    let a = b"component a".to_vec();
+    let b = b"component b".to_vec();
+    let (da, db) = (sha256_hex(&a), sha256_hex(&b));
+    store.put_blob(&da, &a).await.unwrap();
+    store.put_blob(&db, &b).await.unwrap();
+
+    // A version whose blob is absent is refused and changes nothing.
+    let missing = store
+        .deploy_version(new_version("f", "/f", &sha256_hex(b"nope"), "{}"))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))));
+    assert!(store.get_function("f").await.unwrap().is_none());
+
+    let v1 = store
+        .deploy_version(new_version("f", "/f", &da, r#"{"v":1}"#))
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    let v2 = store
+        .deploy_version(new_version("f", "/f2", &db, r#"{"v":2}"#))
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    let f = store.get_function("f").await.unwrap().unwrap();
+    assert_eq!((f.active_version, f.latest_version, f.route.as_str()), (2, 2, "/f2"));
+    assert_eq!(store.active_versions().await.unwrap(), vec![v2.clone()]);
+
+    // Rollback switches the serving version and its route together.
+    let back = store.activate_version("f", 1).await.unwrap();
+    assert_eq!(back, v1);
+    let f = store.get_function("f").await.unwrap().unwrap();
+    assert_eq!((f.active_version, f.route.as_str()), (1, "/f"));
+    assert!(matches!(
+        store.activate_version("f", 9).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.versions("f").await.unwrap(), vec![v1, v2]);
+
+    // A deploy after a rollback takes the next number, never reusing one.
+    let v3 = store
+        .deploy_version(new_version("f", "/f", &da, "{}"))
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+
+    assert!(store.delete_function("f").await.unwrap());
+    assert!(!store.delete_function("f").await.unwrap());
+    assert!(store.get_function("f").await.unwrap().is_none());
+    assert!(store.versions("f").await.unwrap().is_empty());
+    assert!(store.active_versions().await.unwrap().is_empty());
+    // Blobs outlive functions: a redeploy of the same bytes needs no upload.
+    assert!(store.has_blob(&da).await.unwrap());
+}
+
+async fn routes_are_unique(store: &dyn Store) {
+    let c = b"route component".to_vec();
+    let d = sha256_hex(&c);
+    store.put_blob(&d, &c).await.unwrap();
+    store
+        .deploy_version(new_version("one", "/shared", &d, "{}"))
+        .await
+        .unwrap();
+    let clash = store
+        .deploy_version(new_version("two", "/shared", &d, "{}"))
+        .await;
+    match clash {
+        Err(StoreError::RouteTaken { route, function }) => {
+            assert_eq!((route.as_str(), function.as_str()), ("/shared", "one"));
+        }
+        other => panic!("expected RouteTaken, got {other:?}"),
+    }
+    assert!(store.get_function("two").await.unwrap().is_none());
+    assert!(store.versions("two").await.unwrap().is_empty());
+    store.delete_function("one").await.unwrap();
+    store
+        .deploy_version(new_version("two", "/shared", &d, "{}"))
+        .await
+        .unwrap();
+    store.delete_function("two").await.unwrap();
+}
+
+async fn meta_is_set_once(store: &dyn Store) {
+    assert_eq!(store.get_meta("k").await.unwrap(), None);
+    assert_eq!(store.init_meta("k", "first").await.unwrap(), "first");
+    assert_eq!(store.init_meta("k", "second").await.unwrap(), "first");
+    assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("first"));
+}
+
+async fn tokens_round_trip(store: &dyn Store) {
+    let t = TokenRecord {
+        id: "tok1".into(),
+        name: "admin".into(),
+        role: "admin".into(),
+        hash: sha256_hex(b"secret"),
+        created_at_ms: 1,
+        expires_at_ms: Some(2),
+        revoked: false,
+    };
+    store.insert_token(t.clone()).await.unwrap();
+    assert_eq!(store.list_tokens().await.unwrap(), vec![t.clone()]);
+    // The same hash twice is refused (two tokens must never share a secret).
+    let dup = TokenRecord {
+        id: "tok2".into(),
+        ..t
+    };
+    assert!(store.insert_token(dup).await.is_err());
+}
+
+async fn logs_are_bounded(store: &dyn Store) {
+    let record = |i: i64, rid: &str| LogRecord {
+        function: "logger".into(),
+        version: 1,
+        request_id: rid.into(),
+        stream: "stdout".into(),
+        at_ms: i,
+        text: format!("line {i}"),
+    };
+    let records: Vec<_> = (0..10)
+        .map(|i| record(i, if i % 2 == 0 { "even" } else { "odd" }))
+        .collect();
+    store.append_logs(records).await.unwrap();
+    let q = |rid: Option<&str>, limit| LogQuery {
+        function: "logger".into(),
+        request_id: rid.map(String::from),
+        since_ms: None,
+        limit,
+    };
+    let all = store.logs(q(None, 100)).await.unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all[0].text, "line 0");
+    let newest = store.logs(q(None, 3)).await.unwrap();
+    assert_eq!(
+        newest.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
+    assert_eq!(store.logs(q(Some("odd"), 100)).await.unwrap().len(), 5);
+    assert_eq!(store.prune_logs("logger", 4).await.unwrap(), 6);
+    let kept = store.logs(q(None, 100)).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+        vec![6, 7, 8, 9]
+    );
+}

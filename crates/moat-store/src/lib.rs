@@ -1,0 +1,152 @@
+//! Everything a Moat node keeps, behind one async interface.
+//!
+//! Code above this crate sees only [`Store`]: no SQL, no file paths, no backend types. The
+//! embedded back end is SQLite ([`SqliteStore`]); a PostgreSQL back end implements the same
+//! trait and must pass the same [`conformance`] suite. Each back end carries its own
+//! migrations, numbered alike, so both reach the same logical schema.
+//!
+//! Crash consistency comes from the back end's transactions: every operation that changes
+//! more than one row (a deploy, a rollback, a delete) is one transaction, so a crash leaves
+//! either the old state or the new one.
+
+mod sqlite;
+
+#[doc(hidden)]
+pub mod conformance;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// Errors a store reports. Messages are safe to show to an administrator.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("route `{route}` is already served by function `{function}`")]
+    RouteTaken { route: String, function: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("blob digest mismatch: expected `{expected}`, content hashes to `{actual}`")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("the store's schema version {found} is newer than this node understands ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A version about to be created by a deploy.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub function: String,
+    pub route: String,
+    /// SHA-256 (lowercase hex) of the component; the blob must already be stored.
+    pub component_digest: String,
+    /// The locked, validated function spec as JSON.
+    pub spec_json: String,
+}
+
+/// One deployed version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub function: String,
+    pub version: i64,
+    pub route: String,
+    pub component_digest: String,
+    pub spec_json: String,
+    pub created_at_ms: i64,
+}
+
+/// A function and the version that currently serves its route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub name: String,
+    pub route: String,
+    pub active_version: i64,
+    pub latest_version: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// An API token. Only the SHA-256 of the token is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    /// SHA-256 (lowercase hex) of the secret token string.
+    pub hash: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked: bool,
+}
+
+/// A chunk of a function's captured output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub function: String,
+    pub version: i64,
+    pub request_id: String,
+    /// `stdout`, `stderr` or `platform` (traps and other host-side notes).
+    pub stream: String,
+    pub at_ms: i64,
+    pub text: String,
+}
+
+/// A filter for [`Store::logs`].
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub function: String,
+    pub request_id: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: u32,
+}
+
+/// The node's persistent state. Every method is one atomic operation.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores content-addressed bytes. Idempotent; refuses bytes that do not hash to `digest`.
+    async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()>;
+    async fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+    async fn has_blob(&self, digest: &str) -> Result<bool>;
+
+    /// Creates the next version of a function and makes it the one serving, in one
+    /// transaction. Fails with [`StoreError::RouteTaken`] if another function serves the route.
+    async fn deploy_version(&self, new: NewVersion) -> Result<VersionRecord>;
+    /// Makes an existing version the one serving (rollback).
+    async fn activate_version(&self, function: &str, version: i64) -> Result<VersionRecord>;
+    /// Removes a function and all its versions. Returns whether it existed.
+    async fn delete_function(&self, function: &str) -> Result<bool>;
+    async fn list_functions(&self) -> Result<Vec<FunctionRecord>>;
+    async fn get_function(&self, function: &str) -> Result<Option<FunctionRecord>>;
+    async fn versions(&self, function: &str) -> Result<Vec<VersionRecord>>;
+    /// The serving version of every function: what the gateway's route table is built from.
+    async fn active_versions(&self) -> Result<Vec<VersionRecord>>;
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    /// Sets a value only if the key is absent; returns the value now stored.
+    async fn init_meta(&self, key: &str, value: &str) -> Result<String>;
+
+    async fn insert_token(&self, token: TokenRecord) -> Result<()>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    async fn append_logs(&self, records: Vec<LogRecord>) -> Result<()>;
+    async fn logs(&self, query: LogQuery) -> Result<Vec<LogRecord>>;
+    /// Keeps only the newest `keep` log records of a function.
+    async fn prune_logs(&self, function: &str, keep: u32) -> Result<u64>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// SHA-256 of `bytes` as lowercase hex: the digest blobs are stored under.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

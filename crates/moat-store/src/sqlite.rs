@@ -1,0 +1,629 @@
+//! The embedded back end: one SQLite database in WAL mode.
+//!
+//! rusqlite is synchronous, so each operation runs on tokio's blocking pool while holding the
+//! one connection. Control-plane writes are rare; the request path never touches the store.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::{
+    FunctionRecord, LogQuery, LogRecord, NewVersion, Result, Store, StoreError, TokenRecord,
+    VersionRecord, now_ms, sha256_hex,
+};
+
+/// Versioned migrations. Never edit a released one; append a new one.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+    CREATE TABLE blobs (
+        digest TEXT PRIMARY KEY,
+        bytes BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE functions (
+        name TEXT PRIMARY KEY,
+        route TEXT NOT NULL UNIQUE,
+        active_version INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE versions (
+        function TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        route TEXT NOT NULL,
+        component_digest TEXT NOT NULL REFERENCES blobs(digest),
+        spec_json TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, version)
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE function_logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        function TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX function_logs_by_function ON function_logs (function, id);
+    "#,
+)];
+
+/// The newest schema version this build understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// A [`Store`] on an embedded SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self> {
+        // WAL: readers never block the writer, and a crash mid-transaction rolls back on the
+        // next open. synchronous=FULL: a committed deploy survives power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("store connection poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+    )
+    .map_err(backend)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+            params![version, now_ms()],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+const VERSION_COLUMNS: &str = "function, version, route, component_digest, spec_json, created_at_ms";
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        function: r.get(0)?,
+        version: r.get(1)?,
+        route: r.get(2)?,
+        component_digest: r.get(3)?,
+        spec_json: r.get(4)?,
+        created_at_ms: r.get(5)?,
+    })
+}
+
+const FUNCTION_SELECT: &str = "SELECT f.name, f.route, f.active_version,
+        (SELECT MAX(v.version) FROM versions v WHERE v.function = f.name),
+        f.created_at_ms, f.updated_at_ms
+     FROM functions f";
+
+fn function_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FunctionRecord> {
+    Ok(FunctionRecord {
+        name: r.get(0)?,
+        route: r.get(1)?,
+        active_version: r.get(2)?,
+        latest_version: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+        created_at_ms: r.get(4)?,
+        updated_at_ms: r.get(5)?,
+    })
+}
+
+/// Maps a UNIQUE violation on `functions.route` to [`StoreError::RouteTaken`].
+fn route_owner(tx: &rusqlite::Transaction<'_>, route: &str, function: &str) -> Result<()> {
+    let owner: Option<String> = tx
+        .query_row(
+            "SELECT name FROM functions WHERE route = ?1 AND name <> ?2",
+            params![route, function],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    match owner {
+        Some(owner) => Err(StoreError::RouteTaken {
+            route: route.to_string(),
+            function: owner,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        let actual = sha256_hex(bytes);
+        if actual != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        let bytes = bytes.to_vec();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO blobs (digest, bytes, created_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (digest) DO NOTHING",
+                params![actual, bytes, now_ms()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let digest = digest.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT bytes FROM blobs WHERE digest = ?1",
+                params![digest],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn has_blob(&self, digest: &str) -> Result<bool> {
+        let digest = digest.to_string();
+        self.with(move |c| {
+            let n: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM blobs WHERE digest = ?1",
+                    params![digest],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn deploy_version(&self, new: NewVersion) -> Result<VersionRecord> {
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            route_owner(&tx, &new.route, &new.function)?;
+            let has_blob: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM blobs WHERE digest = ?1",
+                    params![new.component_digest],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if has_blob == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "component `{}`",
+                    new.component_digest
+                )));
+            }
+            let next: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE function = ?1",
+                    params![new.function],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO versions (function, version, route, component_digest, spec_json, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![new.function, next, new.route, new.component_digest, new.spec_json, now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO functions (name, route, active_version, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (name) DO UPDATE SET route = excluded.route,
+                     active_version = excluded.active_version, updated_at_ms = excluded.updated_at_ms",
+                params![new.function, new.route, next, now],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(VersionRecord {
+                function: new.function,
+                version: next,
+                route: new.route,
+                component_digest: new.component_digest,
+                spec_json: new.spec_json,
+                created_at_ms: now,
+            })
+        })
+        .await
+    }
+
+    async fn activate_version(&self, function: &str, version: i64) -> Result<VersionRecord> {
+        let function = function.to_string();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let record = tx
+                .query_row(
+                    &format!(
+                        "SELECT {VERSION_COLUMNS} FROM versions WHERE function = ?1 AND version = ?2"
+                    ),
+                    params![function, version],
+                    version_row,
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::NotFound(format!("version {version} of `{function}`")))?;
+            route_owner(&tx, &record.route, &function)?;
+            let changed = tx
+                .execute(
+                    "UPDATE functions SET active_version = ?2, route = ?3, updated_at_ms = ?4
+                     WHERE name = ?1",
+                    params![function, version, record.route, now_ms()],
+                )
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("function `{function}`")));
+            }
+            tx.commit().map_err(backend)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn delete_function(&self, function: &str) -> Result<bool> {
+        let function = function.to_string();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let n = tx
+                .execute("DELETE FROM functions WHERE name = ?1", params![function])
+                .map_err(backend)?;
+            tx.execute("DELETE FROM versions WHERE function = ?1", params![function])
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_functions(&self) -> Result<Vec<FunctionRecord>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(&format!("{FUNCTION_SELECT} ORDER BY f.name"))
+                .map_err(backend)?;
+            let rows = stmt.query_map([], function_row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_function(&self, function: &str) -> Result<Option<FunctionRecord>> {
+        let function = function.to_string();
+        self.with(move |c| {
+            c.query_row(
+                &format!("{FUNCTION_SELECT} WHERE f.name = ?1"),
+                params![function],
+                function_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn versions(&self, function: &str) -> Result<Vec<VersionRecord>> {
+        let function = function.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions WHERE function = ?1 ORDER BY version"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![function], version_row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn active_versions(&self) -> Result<Vec<VersionRecord>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT v.function, v.version, v.route, v.component_digest, v.spec_json, v.created_at_ms
+                     FROM functions f JOIN versions v
+                       ON v.function = f.name AND v.version = f.active_version
+                     ORDER BY f.name",
+                )
+                .map_err(backend)?;
+            let rows = stmt.query_map([], version_row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, value],
+            )
+            .map_err(backend)?;
+            let stored: String = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn insert_token(&self, t: TokenRecord) -> Result<()> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO tokens (id, name, role, hash, created_at_ms, expires_at_ms, revoked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    t.id,
+                    t.name,
+                    t.role,
+                    t.hash,
+                    t.created_at_ms,
+                    t.expires_at_ms,
+                    t.revoked
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT id, name, role, hash, created_at_ms, expires_at_ms, revoked
+                     FROM tokens ORDER BY created_at_ms, id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(TokenRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        role: r.get(2)?,
+                        hash: r.get(3)?,
+                        created_at_ms: r.get(4)?,
+                        expires_at_ms: r.get(5)?,
+                        revoked: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_logs(&self, records: Vec<LogRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.with(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            {
+                let mut stmt = tx
+                    .prepare(
+                        "INSERT INTO function_logs (function, version, request_id, stream, at_ms, text)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(backend)?;
+                for r in &records {
+                    stmt.execute(params![
+                        r.function,
+                        r.version,
+                        r.request_id,
+                        r.stream,
+                        r.at_ms,
+                        r.text
+                    ])
+                    .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn logs(&self, q: LogQuery) -> Result<Vec<LogRecord>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT function, version, request_id, stream, at_ms, text FROM (
+                        SELECT * FROM function_logs
+                        WHERE function = ?1
+                          AND (?2 IS NULL OR request_id = ?2)
+                          AND (?3 IS NULL OR at_ms >= ?3)
+                        ORDER BY id DESC LIMIT ?4
+                     ) ORDER BY id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![q.function, q.request_id, q.since_ms, q.limit],
+                    |r| {
+                        Ok(LogRecord {
+                            function: r.get(0)?,
+                            version: r.get(1)?,
+                            request_id: r.get(2)?,
+                            stream: r.get(3)?,
+                            at_ms: r.get(4)?,
+                            text: r.get(5)?,
+                        })
+                    },
+                )
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn prune_logs(&self, function: &str, keep: u32) -> Result<u64> {
+        let function = function.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM function_logs WHERE function = ?1 AND id <= (
+                        SELECT id FROM function_logs WHERE function = ?1
+                        ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    params![function, keep],
+                )
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    #[tokio::test]
+    async fn conformance_in_memory() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_on_disk_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moat.db");
+        let store = SqliteStore::open(&path).unwrap();
+        conformance::run_all(&store).await;
+        let before = store.active_versions().await.unwrap();
+        drop(store);
+        // Reopening applies no migration twice and sees the same state.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.active_versions().await.unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_schema_from_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moat.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (999, 0)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::SchemaTooNew { found: 999, .. })
+        ));
+    }
+}
