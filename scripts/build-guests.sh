@@ -19,7 +19,8 @@ for workspace in examples crates/test-programs; do
 done
 
 out="$CARGO_TARGET_DIR/$target/release"
-for crate in hello echo tp_trap tp_counter tp_escape tp_log tp_hello_v2; do
+for crate in hello echo tp_trap tp_counter tp_escape tp_log tp_hello_v2 tp_sleep tp_spin \
+    tp_big_log; do
     wasm="$out/$crate.wasm"
     if [[ ! -f "$wasm" ]]; then
         echo "error: $wasm was not built" >&2

@@ -54,11 +54,10 @@ impl Http {
             None => Bytes::new(),
         };
         let req = req.body(Full::new(body)).context("invalid request")?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| anyhow!("cannot reach `{url}`: {e}; is the node running (`moat up`)?"))?;
+        let resp =
+            self.client.request(req).await.map_err(|e| {
+                anyhow!("cannot reach `{url}`: {e}; is the node running (`moat up`)?")
+            })?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
         Ok(Reply {
@@ -107,7 +106,9 @@ impl Admin {
             .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
         let code = value["error"]["code"].as_str().unwrap_or("error");
         if reply.status == StatusCode::UNAUTHORIZED && self.token.is_none() {
-            bail!("{message} ({code}); pass --token, set MOAT_TOKEN, or point --data-dir at the node's data dir");
+            bail!(
+                "{message} ({code}); pass --token, set MOAT_TOKEN, or point --data-dir at the node's data dir"
+            );
         }
         bail!("{message} ({code})")
     }

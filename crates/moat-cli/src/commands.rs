@@ -66,7 +66,10 @@ fn read_token_file(data_dir: &Path) -> Option<String> {
 
 fn print(out: Output, value: &Value, text: impl FnOnce() -> String) {
     match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
         Output::Text => println!("{}", text()),
     }
 }
@@ -215,13 +218,17 @@ async fn invoke(admin: &Admin, a: InvokeArgs, out: Output) -> anyhow::Result<()>
         .to_string();
     match out {
         Output::Json => {
-            let v = json!({ "status": reply.status.as_u16(), "request_id": request_id, "body": text });
+            let v =
+                json!({ "status": reply.status.as_u16(), "request_id": request_id, "body": text });
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Output::Text => print!("{text}{}", if text.ends_with('\n') { "" } else { "\n" }),
     }
     if !reply.status.is_success() {
-        bail!("the gateway answered {} (request id {request_id})", reply.status);
+        bail!(
+            "the gateway answered {} (request id {request_id})",
+            reply.status
+        );
     }
     Ok(())
 }
@@ -231,7 +238,10 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
         FunctionsCommand::List => {
             let v = admin.call(Method::GET, "/v1/functions", None).await?;
             print(out, &v, || {
-                let mut s = format!("{:<24} {:>7} {:>7}  {}", "NAME", "SERVING", "LATEST", "ROUTE");
+                let mut s = format!(
+                    "{:<24} {:>7} {:>7}  {}",
+                    "NAME", "SERVING", "LATEST", "ROUTE"
+                );
                 for f in v["functions"].as_array().into_iter().flatten() {
                     s.push_str(&format!(
                         "\n{:<24} {:>7} {:>7}  {}",
@@ -264,7 +274,11 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
                         if active { "*" } else { " " },
                         ver["version"],
                         ver["route"].as_str().unwrap_or(""),
-                        ver["component"].as_str().unwrap_or("").get(..12).unwrap_or("")
+                        ver["component"]
+                            .as_str()
+                            .unwrap_or("")
+                            .get(..12)
+                            .unwrap_or("")
                     ));
                 }
                 s
@@ -284,7 +298,9 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
                     &json!({ "to": to }),
                 )
                 .await?;
-            print(out, &v, || format!("{name} now serves version {}", v["version"]));
+            print(out, &v, || {
+                format!("{name} now serves version {}", v["version"])
+            });
         }
     }
     Ok(())

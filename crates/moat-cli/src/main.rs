@@ -12,13 +12,22 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "moat", version, about = "A hardened, self-hosted Function-as-a-Service platform")]
+#[command(
+    name = "moat",
+    version,
+    about = "A hardened, self-hosted Function-as-a-Service platform"
+)]
 pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Admin API of the node.
-    #[arg(long, global = true, env = "MOAT_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        global = true,
+        env = "MOAT_ADMIN_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     admin: String,
     /// API token (default: the data dir's `admin.token`).
     #[arg(long, global = true, env = "MOAT_TOKEN", hide_env_values = true)]
@@ -61,7 +70,11 @@ enum Command {
         #[arg(long)]
         path: Option<String>,
         /// Gateway of the node.
-        #[arg(long, env = "MOAT_GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            long,
+            env = "MOAT_GATEWAY_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
         gateway: String,
     },
     /// Manage functions.
@@ -147,7 +160,11 @@ pub enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Compile { cpu_secs, memory_mb } = cli.command {
+    if let Command::Compile {
+        cpu_secs,
+        memory_mb,
+    } = cli.command
+    {
         // Before any runtime or thread exists: the child lowers its own limits first.
         let code = moat_runtime::compile::child_main(cpu_secs, memory_mb);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));

@@ -138,9 +138,7 @@ impl Gateway {
                 Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
             }
             Err(InvokeError::TimedOut) => error_response(ErrorCode::Timeout, request_id, None),
-            Err(InvokeError::Failed) => {
-                error_response(ErrorCode::FunctionFailed, request_id, None)
-            }
+            Err(InvokeError::Failed) => error_response(ErrorCode::FunctionFailed, request_id, None),
             Err(InvokeError::Internal(msg)) => {
                 tracing::warn!(request_id, function = %route.function, "invocation setup failed: {msg}");
                 error_response(ErrorCode::FunctionFailed, request_id, None)
@@ -173,7 +171,10 @@ fn bearer(req: &Request<Incoming>) -> Option<&str> {
 }
 
 type Handler = Arc<
-    dyn Fn(Request<Incoming>, SocketAddr) -> Pin<Box<dyn Future<Output = Response<GatewayBody>> + Send>>
+    dyn Fn(
+            Request<Incoming>,
+            SocketAddr,
+        ) -> Pin<Box<dyn Future<Output = Response<GatewayBody>> + Send>>
         + Send
         + Sync,
 >;
@@ -233,7 +234,10 @@ pub async fn serve<F, Fut>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within {drain:?}; closing");
     }
 }
@@ -244,7 +248,15 @@ mod tests {
 
     #[test]
     fn dot_segments_and_encoded_slashes_are_refused() {
-        for bad in ["/a/../b", "/a/%2e%2E/b", "/a/./b", "/..", "/a%2fb", "/a%5Cb", "/a\\b"] {
+        for bad in [
+            "/a/../b",
+            "/a/%2e%2E/b",
+            "/a/./b",
+            "/..",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+        ] {
             assert_eq!(check_path(bad), Err(ErrorCode::BadRequest), "{bad}");
         }
         for ok in ["/", "/hello", "/a/b.c", "/a/..b", "/a%20b"] {

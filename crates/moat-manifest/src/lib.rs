@@ -95,11 +95,14 @@ impl Manifest {
             let key = (path != "." && !path.is_empty()).then_some(path);
             err(key, toml_message(e.inner(), text))
         })?;
-        manifest.to_spec(None).validate().map_err(|e| ManifestError {
-            file: file.to_string(),
-            key: Some(e.key),
-            message: e.message,
-        })?;
+        manifest
+            .to_spec(None)
+            .validate()
+            .map_err(|e| ManifestError {
+                file: file.to_string(),
+                key: Some(e.key),
+                message: e.message,
+            })?;
         Ok(manifest)
     }
 
@@ -230,7 +233,10 @@ detectors = ["secrets", "credit-card"]
         assert_eq!(m.limits.memory_mb, Some(64));
         assert_eq!(
             m.limits.rate_limit.as_ref().map(|r| r.parse().unwrap()),
-            Some(RateLimit { count: 100, per_secs: 1 })
+            Some(RateLimit {
+                count: 100,
+                per_secs: 1
+            })
         );
         assert_eq!(m.dlp.mode, DlpMode::Redact);
     }
@@ -239,7 +245,7 @@ detectors = ["secrets", "credit-card"]
     fn unknown_key_names_file_key_and_expected() {
         let e = parse_err(&GOOD.replace("memory_mb = 64", "memory_mib = 64"));
         assert_eq!(e.file, "moat.toml");
-        assert_eq!(e.key.as_deref(), Some("limits"));
+        assert_eq!(e.key.as_deref(), Some("limits.memory_mib"));
         assert!(e.message.contains("unknown field `memory_mib`"), "{e}");
         assert!(e.message.contains("memory_mb"), "lists expected keys: {e}");
         let e = parse_err(&format!("{GOOD}\n[extra]\nx = 1\n"));
@@ -251,7 +257,10 @@ detectors = ["secrets", "credit-card"]
         let e = parse_err(&GOOD.replace("memory_mb = 64", "memory_mb = \"lots\""));
         assert_eq!(e.key.as_deref(), Some("limits.memory_mb"));
         assert!(e.message.contains("expected"), "{e}");
-        assert!(e.to_string().starts_with("moat.toml: `limits.memory_mb`: "), "{e}");
+        assert!(
+            e.to_string().starts_with("moat.toml: `limits.memory_mb`: "),
+            "{e}"
+        );
         let e = parse_err(&GOOD.replace("currency = \"EUR\"", "currency = 3"));
         assert_eq!(e.key.as_deref(), Some("config.currency"));
     }
@@ -260,17 +269,37 @@ detectors = ["secrets", "credit-card"]
     fn invalid_values_are_refused() {
         let cases = [
             ("name = \"orders\"", "name = \"Orders!\"", "function.name"),
-            ("route = \"/orders/...\"", "route = \"orders\"", "function.route"),
-            ("route = \"/orders/...\"", "route = \"/a/../b\"", "function.route"),
+            (
+                "route = \"/orders/...\"",
+                "route = \"orders\"",
+                "function.route",
+            ),
+            (
+                "route = \"/orders/...\"",
+                "route = \"/a/../b\"",
+                "function.route",
+            ),
             ("memory_mb = 64", "memory_mb = 0", "limits.memory_mb"),
-            ("rate_limit = \"100/s\"", "rate_limit = \"fast\"", "limits.rate_limit"),
-            ("methods = [\"POST\"]", "methods = [\"P OST\"]", "input.methods"),
+            (
+                "rate_limit = \"100/s\"",
+                "rate_limit = \"fast\"",
+                "limits.rate_limit",
+            ),
+            (
+                "methods = [\"POST\"]",
+                "methods = [\"P OST\"]",
+                "input.methods",
+            ),
             (
                 "\"https://api.stripe.com\"",
                 "\"ftp://api.stripe.com\"",
                 "permissions.outbound_hosts",
             ),
-            ("\"https://api.stripe.com\"", "\"https://a.*.com\"", "permissions.outbound_hosts"),
+            (
+                "\"https://api.stripe.com\"",
+                "\"https://a.*.com\"",
+                "permissions.outbound_hosts",
+            ),
             ("kv = [\"orders\"]", "kv = [\"../x\"]", "permissions.kv"),
         ];
         for (from, to, key) in cases {
@@ -304,7 +333,10 @@ detectors = ["secrets", "credit-card"]
 
         let m = Manifest::parse(
             "moat.toml",
-            &GOOD.replace("methods = [\"POST\"]", "methods = [\"POST\"]\nschema = \"s.json\""),
+            &GOOD.replace(
+                "methods = [\"POST\"]",
+                "methods = [\"POST\"]\nschema = \"s.json\"",
+            ),
         )
         .unwrap();
         let e = m.lock("moat.toml", dir.path()).unwrap_err();

@@ -171,7 +171,10 @@ impl FunctionSpec {
         if !is_name(&self.name, 63) {
             return fail(
                 "function.name",
-                format!("expected 1-63 characters of [a-z0-9-], found `{}`", self.name),
+                format!(
+                    "expected 1-63 characters of [a-z0-9-], found `{}`",
+                    self.name
+                ),
             );
         }
         if let Err(m) = check_route(&self.route) {
@@ -311,9 +314,7 @@ fn is_name(s: &str, max: usize) -> bool {
 
 fn check_route(route: &str) -> Result<(), String> {
     let expected = || {
-        format!(
-            "expected an absolute path such as \"/orders\" or \"/orders/...\", found `{route}`"
-        )
+        format!("expected an absolute path such as \"/orders\" or \"/orders/...\", found `{route}`")
     };
     if !route.starts_with('/') || route.len() > 1024 {
         return Err(expected());
@@ -413,7 +414,9 @@ mod tests {
         for ok in ["/", "/...", "/hello", "/echo/...", "/a/b-c_d.e~f"] {
             assert!(check_route(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "hello", "/a/", "//a", "/a//b", "/a/./b", "/a/%2e", "/a?b", "/a b"] {
+        for bad in [
+            "", "hello", "/a/", "//a", "/a//b", "/a/./b", "/a/%2e", "/a?b", "/a b",
+        ] {
             assert!(check_route(bad).is_err(), "{bad}");
         }
         assert_eq!(route_match("/echo/..."), RouteMatch::Prefix("/echo".into()));

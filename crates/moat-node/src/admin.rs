@@ -56,13 +56,26 @@ impl From<DeployError> for ApiError {
 
 type ApiResult = Result<(StatusCode, Value), ApiError>;
 
-fn respond(body: Bytes, status: StatusCode, content_type: &'static str, rid: &str) -> Response<GatewayBody> {
-    let mut r = Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
+fn respond(
+    body: Bytes,
+    status: StatusCode,
+    content_type: &'static str,
+    rid: &str,
+) -> Response<GatewayBody> {
+    let mut r = Response::new(
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     if let Ok(v) = header::HeaderValue::from_str(rid) {
         r.headers_mut().insert("x-request-id", v);
     }
@@ -77,22 +90,40 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Gateway
     // Unauthenticated, read-only endpoints.
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => {
-            return respond(Bytes::from_static(b"{\"status\":\"ok\"}"), StatusCode::OK, "application/json", &rid);
+            return respond(
+                Bytes::from_static(b"{\"status\":\"ok\"}"),
+                StatusCode::OK,
+                "application/json",
+                &rid,
+            );
         }
         (&Method::GET, "/readyz") => {
             let ready = node.ready.load(Ordering::Acquire);
             let (status, body) = if ready {
                 (StatusCode::OK, &b"{\"status\":\"ready\"}"[..])
             } else {
-                (StatusCode::SERVICE_UNAVAILABLE, &b"{\"status\":\"starting\"}"[..])
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &b"{\"status\":\"starting\"}"[..],
+                )
             };
             return respond(Bytes::from_static(body), status, "application/json", &rid);
         }
         (&Method::GET, "/metrics") => {
-            return respond(node.metrics.render().into(), StatusCode::OK, "text/plain; version=0.0.4", &rid);
+            return respond(
+                node.metrics.render().into(),
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                &rid,
+            );
         }
         (&Method::GET, "/v1/openapi.json") => {
-            return respond(Bytes::from_static(OPENAPI.as_bytes()), StatusCode::OK, "application/json", &rid);
+            return respond(
+                Bytes::from_static(OPENAPI.as_bytes()),
+                StatusCode::OK,
+                "application/json",
+                &rid,
+            );
         }
         _ => {}
     }
@@ -111,7 +142,13 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Gateway
 }
 
 fn authorize(node: &Node, req: &Request<Incoming>) -> Result<(), ApiError> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required");
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        )
+    };
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -122,7 +159,11 @@ fn authorize(node: &Node, req: &Request<Incoming>) -> Result<(), ApiError> {
         .ok_or_else(unauthorized)?;
     let record = node.tokens.check(token).ok_or_else(unauthorized)?;
     if record.role != ADMIN_ROLE {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token's role may not use the admin API"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token's role may not use the admin API",
+        ));
     }
     Ok(())
 }
@@ -135,10 +176,13 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
             let digest = digest.to_string();
             let body = read_body(req, MAX_COMPONENT_BYTES).await?;
             let info = node.functions.upload(&digest, &body).await?;
-            Ok((StatusCode::CREATED, json!({
-                "digest": digest, "size": info.size,
-                "imports": info.imports, "exports": info.exports,
-            })))
+            Ok((
+                StatusCode::CREATED,
+                json!({
+                    "digest": digest, "size": info.size,
+                    "imports": info.imports, "exports": info.exports,
+                }),
+            ))
         }
         (&Method::POST, ["v1", "functions"]) => {
             #[derive(Deserialize)]
@@ -148,9 +192,17 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
                 component: String,
             }
             let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
-            let request: DeployRequest = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", format!("invalid deploy request: {e}")))?;
-            let record = node.functions.deploy(request.spec, &request.component).await?;
+            let request: DeployRequest = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_manifest",
+                    format!("invalid deploy request: {e}"),
+                )
+            })?;
+            let record = node
+                .functions
+                .deploy(request.spec, &request.component)
+                .await?;
             tracing::info!(function = %record.function, version = record.version, "deployed");
             Ok((StatusCode::CREATED, version_json(&record)))
         }
@@ -159,18 +211,25 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
             Ok((StatusCode::OK, json!({ "functions": list })))
         }
         (&Method::GET, ["v1", "functions", name]) => {
-            let f = node.store.get_function(name).await.map_err(store_error)?
+            let f = node
+                .store
+                .get_function(name)
+                .await
+                .map_err(store_error)?
                 .ok_or_else(|| not_found(name))?;
             let versions = node.store.versions(name).await.map_err(store_error)?;
             let active = versions.iter().find(|v| v.version == f.active_version);
             let spec: Value = active
                 .and_then(|v| serde_json::from_str(&v.spec_json).ok())
                 .unwrap_or(Value::Null);
-            Ok((StatusCode::OK, json!({
-                "function": f,
-                "spec": spec,
-                "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
-            })))
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "function": f,
+                    "spec": spec,
+                    "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
+                }),
+            ))
         }
         (&Method::DELETE, ["v1", "functions", name]) => {
             if node.functions.delete(name).await? {
@@ -190,8 +249,13 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
             let r: Rollback = if body.is_empty() {
                 Rollback::default()
             } else {
-                serde_json::from_slice(&body)
-                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("invalid rollback request: {e}")))?
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("invalid rollback request: {e}"),
+                    )
+                })?
             };
             let record = node.functions.rollback(name, r.to).await?;
             tracing::info!(function = %name, version = record.version, "rolled back");
@@ -199,18 +263,37 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
         }
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
             let number = |key: &str| -> Result<Option<i64>, ApiError> {
-                query.get(key).map(|v| v.parse::<i64>().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{key}` must be an integer")))).transpose()
+                query
+                    .get(key)
+                    .map(|v| {
+                        v.parse::<i64>().map_err(|_| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                "bad_request",
+                                format!("`{key}` must be an integer"),
+                            )
+                        })
+                    })
+                    .transpose()
             };
             let limit = number("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32;
-            let logs = node.store.logs(LogQuery {
-                function: name.to_string(),
-                request_id: query.get("request_id").cloned(),
-                since_ms: number("since_ms")?,
-                limit,
-            }).await.map_err(store_error)?;
+            let logs = node
+                .store
+                .logs(LogQuery {
+                    function: name.to_string(),
+                    request_id: query.get("request_id").cloned(),
+                    since_ms: number("since_ms")?,
+                    limit,
+                })
+                .await
+                .map_err(store_error)?;
             Ok((StatusCode::OK, json!({ "logs": logs })))
         }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin endpoint {method} {path}"))),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no admin endpoint {method} {path}"),
+        )),
     }
 }
 
@@ -225,11 +308,19 @@ fn version_json(v: &VersionRecord) -> Value {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("function `{name}` not found"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("function `{name}` not found"),
+    )
 }
 
 fn store_error(e: moat_store::StoreError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        e.to_string(),
+    )
 }
 
 /// Reads a body, refusing it as soon as it passes `limit` (never buffering more).
@@ -238,7 +329,13 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body is larger than {limit} bytes or was cut off")))
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {limit} bytes or was cut off"),
+            )
+        })
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {

@@ -137,8 +137,7 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create `{}`", tmp.display()))?;
     f.write_all(contents)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(())
 }
 
@@ -146,7 +145,10 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 pub fn new_token() -> anyhow::Result<Zeroizing<String>> {
     let mut b = Zeroizing::new([0u8; 32]);
     getrandom::fill(b.as_mut()).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
-    Ok(Zeroizing::new(format!("moat_{}", URL_SAFE_NO_PAD.encode(b.as_ref()))))
+    Ok(Zeroizing::new(format!(
+        "moat_{}",
+        URL_SAFE_NO_PAD.encode(b.as_ref())
+    )))
 }
 
 #[cfg(test)]

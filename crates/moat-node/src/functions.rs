@@ -101,15 +101,17 @@ impl Functions {
     }
 
     /// Deploys a new version of a function.
-    pub async fn deploy(&self, spec: FunctionSpec, digest: &str) -> Result<VersionRecord, DeployError> {
+    pub async fn deploy(
+        &self,
+        spec: FunctionSpec,
+        digest: &str,
+    ) -> Result<VersionRecord, DeployError> {
         spec.validate()
             .map_err(|e| DeployError::Manifest(e.to_string()))?;
         let _guard = self.changes.lock().await;
-        let bytes = self
-            .store
-            .get_blob(digest)
-            .await?
-            .ok_or_else(|| DeployError::Component(format!("component `{digest}` has not been uploaded")))?;
+        let bytes = self.store.get_blob(digest).await?.ok_or_else(|| {
+            DeployError::Component(format!("component `{digest}` has not been uploaded"))
+        })?;
         inspect(&bytes).map_err(|e| DeployError::Component(e.to_string()))?;
         self.prepare(digest).await?;
         let spec_json =
@@ -129,7 +131,11 @@ impl Functions {
 
     /// Switches a function back to an earlier version (by default the one before the
     /// serving one).
-    pub async fn rollback(&self, name: &str, to: Option<i64>) -> Result<VersionRecord, DeployError> {
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to: Option<i64>,
+    ) -> Result<VersionRecord, DeployError> {
         let _guard = self.changes.lock().await;
         let f = self
             .store
@@ -210,13 +216,20 @@ impl Functions {
     /// A prepared component for `digest`: from memory, else from its sealed artifact,
     /// else compiled now in the jailed child from the stored component.
     async fn prepare(&self, digest: &str) -> Result<Prepared, DeployError> {
-        if let Some(p) = self.prepared.lock().ok().and_then(|m| m.get(digest).cloned()) {
+        if let Some(p) = self
+            .prepared
+            .lock()
+            .ok()
+            .and_then(|m| m.get(digest).cloned())
+        {
             return Ok(p);
         }
         let verified = match self.artifacts.read_verified(digest) {
             Ok(found) => found,
             Err(ArtifactError::Tampered(path)) => {
-                self.metrics.artifact_rejections.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .artifact_rejections
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     artifact = %path.display(),
                     "compiled artifact failed its integrity check; refusing it and recompiling from the stored component"
@@ -233,7 +246,9 @@ impl Functions {
                     DeployError::Component(format!("component `{digest}` is not in the store"))
                 })?;
                 if sha256_hex(&bytes) != digest {
-                    return Err(DeployError::Store(format!("stored component `{digest}` is corrupt")));
+                    return Err(DeployError::Store(format!(
+                        "stored component `{digest}` is corrupt"
+                    )));
                 }
                 let compiled = compile_in_child(&self.exe, &bytes, self.compile_limits)
                     .await
@@ -250,7 +265,9 @@ impl Functions {
         };
         let component = artifact::load(self.runtime.engine(), &verified)
             .map_err(|e| DeployError::Compile(format!("cannot load the compiled artifact: {e}")))?;
-        self.metrics.artifacts_loaded.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .artifacts_loaded
+            .fetch_add(1, Ordering::Relaxed);
         let prepared = self
             .runtime
             .prepare(&component)

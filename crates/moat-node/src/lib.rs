@@ -56,6 +56,8 @@ pub struct Node {
 
 /// Runs a node until SIGINT or SIGTERM; returns once in-flight requests have drained.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives while starting must drain, not kill.
+    let signals = Signals::install()?;
     let _lock = datadir::lock(&config.data_dir)?;
     let dir = &config.data_dir;
 
@@ -67,14 +69,19 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let (master, created_key) = datadir::master_key(source)?;
     if created_key {
-        println!("moat: created master key {} (mode 0600); back it up: without it, encrypted data is lost", key_file.display());
+        println!(
+            "moat: created master key {} (mode 0600); back it up: without it, encrypted data is lost",
+            key_file.display()
+        );
     }
 
     let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
     let check = master.check_value();
     let stored = store.init_meta("master_key_check", &check).await?;
     if stored != check {
-        bail!("the master key does not match this store (its key-check value differs); start with the key this store was created with");
+        bail!(
+            "the master key does not match this store (its key-check value differs); start with the key this store was created with"
+        );
     }
 
     let tokens = Arc::new(tokens::Tokens::load(&store).await?);
@@ -95,7 +102,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 revoked: false,
             })
             .await?;
-        println!("moat: created admin token in {} (mode 0600; only its hash is stored)", token_file.display());
+        println!(
+            "moat: created admin token in {} (mode 0600; only its hash is stored)",
+            token_file.display()
+        );
     } else {
         println!("moat: admin token in {}", token_file.display());
     }
@@ -109,7 +119,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     );
     drop(master);
     let metrics = Arc::new(metrics::Metrics::default());
-    let observer = Arc::new(logs::InvocationLog::start(Arc::clone(&store), Arc::clone(&metrics)));
+    let observer = Arc::new(logs::InvocationLog::start(
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+    ));
     let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), observer);
     let functions = functions::Functions::new(
         Arc::clone(&store),
@@ -137,8 +150,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 
     let served = node.functions.refresh_routes().await?;
     node.ready.store(true, Ordering::Release);
-    println!("moat: gateway listening on http://{}", gateway_listener.local_addr()?);
-    println!("moat: admin API listening on http://{}", admin_listener.local_addr()?);
+    println!(
+        "moat: gateway listening on http://{}",
+        gateway_listener.local_addr()?
+    );
+    println!(
+        "moat: admin API listening on http://{}",
+        admin_listener.local_addr()?
+    );
     println!("moat: serving {served} function(s); stop with Ctrl-C");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -160,7 +179,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         drain,
     ));
 
-    wait_for_signal().await?;
+    signals.wait().await;
     println!("moat: stopping; draining in-flight requests");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(gw, adm);
@@ -176,16 +195,29 @@ fn open_store(config: &NodeConfig) -> anyhow::Result<SqliteStore> {
         }
         Some(url) => PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)),
     };
-    SqliteStore::open(&path).with_context(|| format!("cannot open the store at `{}`", path.display()))
+    SqliteStore::open(&path)
+        .with_context(|| format!("cannot open the store at `{}`", path.display()))
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the start of `run`.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

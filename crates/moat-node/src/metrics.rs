@@ -40,33 +40,76 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP moat_gateway_responses_total Gateway responses by function and status.");
+        let _ = writeln!(
+            out,
+            "# HELP moat_gateway_responses_total Gateway responses by function and status."
+        );
         let _ = writeln!(out, "# TYPE moat_gateway_responses_total counter");
         if let Ok(m) = self.responses.lock() {
             for ((f, status), n) in m.iter() {
-                let _ = writeln!(out, "moat_gateway_responses_total{{function=\"{f}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "moat_gateway_responses_total{{function=\"{f}\",status=\"{status}\"}} {n}"
+                );
             }
         }
-        let _ = writeln!(out, "# HELP moat_invocations_total Function invocations by outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP moat_invocations_total Function invocations by outcome."
+        );
         let _ = writeln!(out, "# TYPE moat_invocations_total counter");
         if let Ok(m) = self.outcomes.lock() {
             for ((f, o), n) in m.iter() {
-                let _ = writeln!(out, "moat_invocations_total{{function=\"{f}\",outcome=\"{o}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "moat_invocations_total{{function=\"{f}\",outcome=\"{o}\"}} {n}"
+                );
             }
         }
         let counters = [
-            ("moat_component_compilations_total", "Components compiled (in the compile child).", &self.compilations),
-            ("moat_compiled_artifacts_loaded_total", "Compiled artifacts loaded after their MAC check.", &self.artifacts_loaded),
-            ("moat_compiled_artifact_rejections_total", "Compiled artifacts refused because their MAC did not verify.", &self.artifact_rejections),
-            ("moat_function_log_bytes_dropped_total", "Function output bytes dropped past the per-invocation bound.", &self.log_bytes_dropped),
-            ("moat_function_log_records_dropped_total", "Function log records dropped because the log writer was behind.", &self.log_records_dropped),
-            ("moat_instantiation_seconds_count", "Instantiations measured.", &self.instantiate_count),
+            (
+                "moat_component_compilations_total",
+                "Components compiled (in the compile child).",
+                &self.compilations,
+            ),
+            (
+                "moat_compiled_artifacts_loaded_total",
+                "Compiled artifacts loaded after their MAC check.",
+                &self.artifacts_loaded,
+            ),
+            (
+                "moat_compiled_artifact_rejections_total",
+                "Compiled artifacts refused because their MAC did not verify.",
+                &self.artifact_rejections,
+            ),
+            (
+                "moat_function_log_bytes_dropped_total",
+                "Function output bytes dropped past the per-invocation bound.",
+                &self.log_bytes_dropped,
+            ),
+            (
+                "moat_function_log_records_dropped_total",
+                "Function log records dropped because the log writer was behind.",
+                &self.log_records_dropped,
+            ),
+            (
+                "moat_instantiation_seconds_count",
+                "Instantiations measured.",
+                &self.instantiate_count,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         let sum = self.instantiate_us_sum.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "# HELP moat_instantiation_seconds_sum Total time spent instantiating.\n# TYPE moat_instantiation_seconds_sum counter\nmoat_instantiation_seconds_sum {sum}");
+        let _ = writeln!(
+            out,
+            "# HELP moat_instantiation_seconds_sum Total time spent instantiating.\n# TYPE moat_instantiation_seconds_sum counter\nmoat_instantiation_seconds_sum {sum}"
+        );
         out
     }
 }

@@ -166,7 +166,10 @@ mod tests {
             );
         }
         std::fs::write(&path, &sealed[..20]).unwrap();
-        assert!(matches!(s.read_verified("d1"), Err(ArtifactError::Tampered(_))));
+        assert!(matches!(
+            s.read_verified("d1"),
+            Err(ArtifactError::Tampered(_))
+        ));
     }
 
     #[test]

@@ -80,7 +80,11 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, InspectError> {
     if depth != 0 || info.size == 0 {
         return Err(InspectError::NotAComponent("truncated".into()));
     }
-    if !info.exports.iter().any(|e| is_wasi_02(e, HANDLER_INTERFACE)) {
+    if !info
+        .exports
+        .iter()
+        .any(|e| is_wasi_02(e, HANDLER_INTERFACE))
+    {
         let found = if info.exports.is_empty() {
             "nothing".to_string()
         } else {
@@ -134,10 +138,7 @@ mod tests {
     #[test]
     fn requires_the_handler_export() {
         let c = wat::parse_str("(component)").unwrap();
-        assert_eq!(
-            inspect(&c),
-            Err(InspectError::NoHandler("nothing".into()))
-        );
+        assert_eq!(inspect(&c), Err(InspectError::NoHandler("nothing".into())));
     }
 
     #[test]
@@ -151,7 +152,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             inspect(&c),
-            Err(InspectError::UnknownImport("fermyon:spin/key-value@2.0.0".into()))
+            Err(InspectError::UnknownImport(
+                "fermyon:spin/key-value@2.0.0".into()
+            ))
         );
     }
 

@@ -182,7 +182,7 @@ impl Runtime {
             };
             let outcome = match tokio::time::timeout_at(deadline, run).await {
                 Ok(Ok(())) => Outcome::Completed,
-                Ok(Err(e)) => Outcome::Trapped(format!("{e:?}")),
+                Ok(Err(e)) => Outcome::Trapped(format!("{e:#}")),
                 Err(_) => Outcome::TimedOut,
             };
             // Dropping the store drops the instance and every host resource it held,

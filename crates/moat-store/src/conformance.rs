@@ -63,7 +63,10 @@ async fn deploy_rollback_delete(store: &dyn Store) {
         .unwrap();
     assert_eq!(v2.version, 2);
     let f = store.get_function("f").await.unwrap().unwrap();
-    assert_eq!((f.active_version, f.latest_version, f.route.as_str()), (2, 2, "/f2"));
+    assert_eq!(
+        (f.active_version, f.latest_version, f.route.as_str()),
+        (2, 2, "/f2")
+    );
     assert_eq!(store.active_versions().await.unwrap(), vec![v2.clone()]);
 
     // Rollback switches the serving version and its route together.

@@ -158,7 +158,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-const VERSION_COLUMNS: &str = "function, version, route, component_digest, spec_json, created_at_ms";
+const VERSION_COLUMNS: &str =
+    "function, version, route, component_digest, spec_json, created_at_ms";
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     Ok(VersionRecord {
@@ -355,8 +356,11 @@ impl Store for SqliteStore {
             let n = tx
                 .execute("DELETE FROM functions WHERE name = ?1", params![function])
                 .map_err(backend)?;
-            tx.execute("DELETE FROM versions WHERE function = ?1", params![function])
-                .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM versions WHERE function = ?1",
+                params![function],
+            )
+            .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(n > 0)
         })
@@ -423,11 +427,9 @@ impl Store for SqliteStore {
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_string();
         self.with(move |c| {
-            c.query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                params![key],
-                |r| r.get(0),
-            )
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(backend)
         })
@@ -446,11 +448,9 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             let stored: String = tx
-                .query_row(
-                    "SELECT value FROM meta WHERE key = ?1",
-                    params![key],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                    r.get(0)
+                })
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(stored)

@@ -1,13 +1,11 @@
 //! Test program: counts the requests its instance has handled, in a `static`, and answers the
 //! count as text/plain. With a fresh instance per request the answer is always `1`.
 
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use tp_common::respond;
 use wasi::exports::wasi::http::incoming_handler::Guest;
-use wasi::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
+use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 /// Requests handled by this instance; state that must not survive between requests.
 static REQUESTS: AtomicU32 = AtomicU32::new(0);
@@ -17,34 +15,9 @@ struct Counter;
 impl Guest for Counter {
     fn handle(_request: IncomingRequest, response_out: ResponseOutparam) {
         let count = REQUESTS.fetch_add(1, Ordering::SeqCst) + 1;
-        respond(
-            response_out,
-            200,
-            "text/plain",
-            count.to_string().as_bytes(),
-        );
+        let body = count.to_string();
+        respond(response_out, 200, "text/plain", body.as_bytes());
     }
-}
-
-/// Sends a complete response with one `content-type` header.
-fn respond(response_out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {
-    let headers =
-        Fields::from_list(&[("content-type".to_string(), content_type.as_bytes().to_vec())])
-            .expect("content-type is a valid header");
-    let response = OutgoingResponse::new(headers);
-    response
-        .set_status_code(status)
-        .expect("a valid status code");
-    let outgoing_body = response.body().expect("the body is taken only once");
-    ResponseOutparam::set(response_out, Ok(response));
-
-    let mut out = outgoing_body
-        .write()
-        .expect("the body stream is taken only once");
-    out.write_all(body).expect("write the body");
-    out.flush().expect("flush the body");
-    drop(out); // the stream must be dropped before the body is finished
-    OutgoingBody::finish(outgoing_body, None).expect("finish the body");
 }
 
 wasi::http::proxy::export!(Counter);

@@ -12,13 +12,12 @@
 //! `?connect=127.0.0.1:PORT` (default `127.0.0.1:8081`, the admin API).
 
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::net::{SocketAddr, TcpStream};
 
+use tp_common::{query_param, respond};
 use wasi::exports::wasi::http::incoming_handler::Guest;
-use wasi::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
+use wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 const DEFAULT_CONNECT: &str = "127.0.0.1:8081";
 
@@ -26,8 +25,7 @@ struct Escape;
 
 impl Guest for Escape {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-        let path = request.path_with_query().unwrap_or_default();
-        let connect = query_param(&path, "connect").unwrap_or(DEFAULT_CONNECT);
+        let connect = query_param(&request, "connect").unwrap_or_else(|| DEFAULT_CONNECT.into());
         let Ok(connect) = connect.parse::<SocketAddr>() else {
             let message = format!("connect={connect} is not an IP:PORT socket address");
             return respond(response_out, 400, "text/plain", message.as_bytes());
@@ -81,16 +79,6 @@ fn denied(error: std::io::Error) -> String {
     format!("denied: {error}")
 }
 
-/// The value of `name` in the query string of `path_with_query` (no percent-decoding).
-fn query_param<'a>(path_with_query: &'a str, name: &str) -> Option<&'a str> {
-    let (_, query) = path_with_query.split_once('?')?;
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
 /// Appends `"name": value` to a JSON object under construction; `value` is already JSON.
 fn push_field(json: &mut String, name: &str, value: &str) {
     if json.len() > 1 {
@@ -120,27 +108,6 @@ fn json_string(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// Sends a complete response with one `content-type` header.
-fn respond(response_out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {
-    let headers =
-        Fields::from_list(&[("content-type".to_string(), content_type.as_bytes().to_vec())])
-            .expect("content-type is a valid header");
-    let response = OutgoingResponse::new(headers);
-    response
-        .set_status_code(status)
-        .expect("a valid status code");
-    let outgoing_body = response.body().expect("the body is taken only once");
-    ResponseOutparam::set(response_out, Ok(response));
-
-    let mut out = outgoing_body
-        .write()
-        .expect("the body stream is taken only once");
-    out.write_all(body).expect("write the body");
-    out.flush().expect("flush the body");
-    drop(out); // the stream must be dropped before the body is finished
-    OutgoingBody::finish(outgoing_body, None).expect("finish the body");
 }
 
 wasi::http::proxy::export!(Escape);

@@ -1,0 +1,8 @@
+//! Attacks that must fail. Each test is one attack and asserts the specific outcome of the
+//! protection it covers; docs/threat-model.md lists them.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod sandbox;
