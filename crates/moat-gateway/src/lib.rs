@@ -7,13 +7,16 @@
 //! Architecture invariant: the gateway reads nothing but the in-memory [`RouteTable`]; it
 //! never touches the store, the manifest or the filesystem on the request path.
 
+pub mod body;
 mod errors;
+pub mod limits;
 mod routes;
 mod server;
+pub mod validate;
 
 pub use errors::{ErrorCode, error_response};
 pub use routes::{Match, Route, RouteTable};
-pub use server::{Gateway, GatewayBody, Observer, serve};
+pub use server::{BoxError, Gateway, GatewayBody, GatewayConfig, Observer, serve};
 
 /// Checks bearer tokens for `auth = "token"` routes.
 pub trait Authenticator: Send + Sync + 'static {

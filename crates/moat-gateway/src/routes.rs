@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use moat_runtime::{InvokeOptions, Prepared};
 
+use crate::limits::Concurrency;
+use crate::validate::InputRules;
+
 /// How a route matches a request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
@@ -26,7 +29,7 @@ impl Match {
     }
 }
 
-/// One serving function version.
+/// One serving function version, with everything checked before and after it runs.
 pub struct Route {
     pub function: String,
     pub version: i64,
@@ -34,6 +37,12 @@ pub struct Route {
     pub public: bool,
     pub prepared: Prepared,
     pub options: InvokeOptions,
+    pub input: InputRules,
+    pub max_body_bytes: u64,
+    pub max_response_bytes: u64,
+    /// `(count, per_secs)` per client.
+    pub rate_limit: Option<(u32, u32)>,
+    pub concurrency: Concurrency,
 }
 
 /// An immutable snapshot of every route; the gateway swaps in a new one atomically.

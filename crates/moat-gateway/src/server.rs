@@ -17,8 +17,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use moat_runtime::{InvokeError, Report, Runtime};
 use tokio::net::TcpListener;
 
+use http_body_util::Full;
+use sha2::{Digest, Sha256};
+
+use crate::body::{BodyFault, FaultFlag, Held, LimitedBody, hold_back, read_all};
 use crate::errors::{ErrorCode, error_response};
+use crate::limits::{IpNet, RateLimiter, client_ip};
 use crate::routes::{Route, RouteTable};
+use crate::validate::RuleFailure;
 use crate::{AuthDecision, Authenticator, new_request_id};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,14 +37,36 @@ pub trait Observer: Send + Sync + 'static {
     fn finished(&self, route: &Route, request_id: &str, report: Report);
     /// The gateway answered (`function` is `None` when no route matched).
     fn responded(&self, function: Option<&str>, status: u16);
+    /// A protection refused or stopped something (`limit` as in `moat_limit_hits_total`).
+    fn limit_hit(&self, function: &str, limit: &'static str, request_id: &str);
+}
+
+/// Gateway settings that can change while the node runs.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Peers whose `x-forwarded-for` is believed when identifying a client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Longest pause allowed while a caller sends its body (`408` beyond).
+    pub body_idle: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            trusted_proxies: Vec::new(),
+            body_idle: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The gateway's shared state.
 pub struct Gateway {
     routes: RwLock<Arc<RouteTable>>,
+    config: RwLock<Arc<GatewayConfig>>,
     runtime: Arc<Runtime>,
     auth: Arc<dyn Authenticator>,
     observer: Arc<dyn Observer>,
+    rates: RateLimiter,
 }
 
 impl Gateway {
@@ -49,9 +77,11 @@ impl Gateway {
     ) -> Arc<Self> {
         Arc::new(Gateway {
             routes: RwLock::new(Arc::new(RouteTable::default())),
+            config: RwLock::new(Arc::new(GatewayConfig::default())),
             runtime,
             auth,
             observer,
+            rates: RateLimiter::default(),
         })
     }
 
@@ -69,8 +99,25 @@ impl Gateway {
         }
     }
 
+    pub fn set_config(&self, config: GatewayConfig) {
+        if let Ok(mut c) = self.config.write() {
+            *c = Arc::new(config);
+        }
+    }
+
+    fn config(&self) -> Arc<GatewayConfig> {
+        match self.config.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(_) => Arc::new(GatewayConfig::default()),
+        }
+    }
+
     /// Handles one caller request.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GatewayBody> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<GatewayBody> {
         let request_id = new_request_id();
         let table = self.routes();
         let route = match check_path(req.uri().path()) {
@@ -87,63 +134,222 @@ impl Gateway {
                 return error_response(code, &request_id, None);
             }
         };
-        let response = self.invoke(&route, req, &request_id).await;
+        let response = match self.admit(&route, req, peer, &request_id).await {
+            Ok(response) => response,
+            Err(refusal) => refusal,
+        };
         self.observer
             .responded(Some(&route.function), response.status().as_u16());
         response
     }
 
-    async fn invoke(
+    /// Every check that runs before the guest, in order: auth, rate, method and content
+    /// type, body size, validation, concurrency. Then the guest, then the response checks.
+    async fn admit(
         &self,
         route: &Arc<Route>,
         mut req: Request<Incoming>,
+        peer: SocketAddr,
         request_id: &str,
-    ) -> Response<GatewayBody> {
+    ) -> Result<Response<GatewayBody>, Response<GatewayBody>> {
+        let fail = |code: ErrorCode| error_response(code, request_id, None);
+        let limit = |name: &'static str, code: ErrorCode| {
+            self.observer.limit_hit(&route.function, name, request_id);
+            error_response(code, request_id, None)
+        };
+        let token = bearer(&req).map(str::to_string);
         if !route.public {
-            let decision = match bearer(&req) {
+            let decision = match &token {
                 None => AuthDecision::Unauthenticated,
                 Some(token) => self.auth.may_invoke(token, &route.function),
             };
             match decision {
                 AuthDecision::Allowed => {}
-                AuthDecision::Unauthenticated => {
-                    return error_response(ErrorCode::Unauthorized, request_id, None);
-                }
-                AuthDecision::Forbidden => {
-                    return error_response(ErrorCode::Forbidden, request_id, None);
-                }
+                AuthDecision::Unauthenticated => return Err(fail(ErrorCode::Unauthorized)),
+                AuthDecision::Forbidden => return Err(fail(ErrorCode::Forbidden)),
             }
             // The caller's credentials are never the function's business.
             req.headers_mut().remove(header::AUTHORIZATION);
         }
+        let config = self.config();
+        if let Some((count, per_secs)) = route.rate_limit {
+            let client = match &token {
+                // A token identifies a client better than an address; keyed by its hash.
+                Some(t) => format!("token:{}", &hex::encode(Sha256::digest(t.as_bytes()))[..32]),
+                None => {
+                    let xff = req
+                        .headers()
+                        .get("x-forwarded-for")
+                        .and_then(|v| v.to_str().ok());
+                    format!("ip:{}", client_ip(peer.ip(), xff, &config.trusted_proxies))
+                }
+            };
+            if let Err(retry_after) = self.rates.check(&route.function, &client, count, per_secs) {
+                let mut r = limit("rate", ErrorCode::RateLimited);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return Err(r);
+            }
+        }
+        match route.input.check_head(req.method(), req.headers()) {
+            Ok(()) => {}
+            Err(RuleFailure::Method) => {
+                let mut r = fail(ErrorCode::MethodNotAllowed);
+                if let Ok(allow) = HeaderValue::from_str(&route.input.allow_header()) {
+                    r.headers_mut().insert(header::ALLOW, allow);
+                }
+                return Err(r);
+            }
+            Err(RuleFailure::ContentType) => return Err(fail(ErrorCode::UnsupportedMediaType)),
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > route.max_body_bytes) {
+            return Err(limit("body", ErrorCode::PayloadTooLarge));
+        }
+
         let rid = HeaderValue::from_str(request_id).unwrap_or(HeaderValue::from_static("-"));
         req.headers_mut().insert("x-request-id", rid.clone());
         if req.uri().authority().is_none() && !req.headers().contains_key(header::HOST) {
             req.headers_mut()
                 .insert(header::HOST, HeaderValue::from_static("localhost"));
         }
+        let validate = route.input.wants_validation(req.method(), req.headers());
+        let (parts, body) = req.into_parts();
+        let fault = FaultFlag::default();
+        let body = LimitedBody::new(body, route.max_body_bytes, config.body_idle, fault.clone());
+        let body: GatewayBody = match (&route.input.schema, validate) {
+            (Some(schema), true) => {
+                let bytes = match read_all(body).await {
+                    Ok(b) => b,
+                    Err(Some(BodyFault::TooLarge)) => {
+                        return Err(limit("body", ErrorCode::PayloadTooLarge));
+                    }
+                    Err(Some(BodyFault::TooSlow)) => {
+                        return Err(limit("body_timeout", ErrorCode::RequestTimeout));
+                    }
+                    Err(None) => return Err(fail(ErrorCode::BadRequest)),
+                };
+                if let Err(violations) = schema.check(&bytes) {
+                    self.observer
+                        .limit_hit(&route.function, "validation", request_id);
+                    let details = violations
+                        .iter()
+                        .map(|v| serde_json::json!({"pointer": v.pointer, "message": v.message}))
+                        .collect();
+                    return Err(error_response(
+                        ErrorCode::ValidationFailed,
+                        request_id,
+                        Some(serde_json::Value::Array(details)),
+                    ));
+                }
+                Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
+            }
+            _ => body.boxed_unsync(),
+        };
+        let req = Request::from_parts(parts, body);
 
+        let Some(permit) = route.concurrency.acquire().await else {
+            return Err(limit("concurrency", ErrorCode::Overloaded));
+        };
         let observer = Arc::clone(&self.observer);
         let (for_report, rid_for_report) = (Arc::clone(route), request_id.to_string());
         let result = self
             .runtime
             .invoke(&route.prepared, req, route.options, move |report| {
+                // The slot is held until the guest has finished, body included.
+                drop(permit);
+                if report.memory_limit_hit {
+                    observer.limit_hit(&for_report.function, "memory", &rid_for_report);
+                }
+                if matches!(report.outcome, moat_runtime::Outcome::TimedOut) {
+                    observer.limit_hit(&for_report.function, "timeout", &rid_for_report);
+                }
                 observer.finished(&for_report, &rid_for_report, report)
             })
             .await;
-        match result {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                parts.headers.insert("x-request-id", rid);
-                Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+        // A body that broke its limits is the caller's fault, whatever the guest made of it.
+        match fault.get() {
+            Some(BodyFault::TooLarge) => return Err(limit("body", ErrorCode::PayloadTooLarge)),
+            Some(BodyFault::TooSlow) => {
+                return Err(limit("body_timeout", ErrorCode::RequestTimeout));
             }
-            Err(InvokeError::TimedOut) => error_response(ErrorCode::Timeout, request_id, None),
-            Err(InvokeError::Failed) => error_response(ErrorCode::FunctionFailed, request_id, None),
+            None => {}
+        }
+        let response = match result {
+            Ok(response) => response,
+            Err(InvokeError::TimedOut) => return Err(fail(ErrorCode::Timeout)),
+            Err(InvokeError::Failed) => return Err(fail(ErrorCode::FunctionFailed)),
             Err(InvokeError::Internal(msg)) => {
                 tracing::warn!(request_id, function = %route.function, "invocation setup failed: {msg}");
-                error_response(ErrorCode::FunctionFailed, request_id, None)
+                return Err(fail(ErrorCode::FunctionFailed));
             }
+        };
+        self.respond(route, response, rid, request_id).await
+    }
+
+    /// Holds the response back up to the buffer size and enforces `max_response_bytes`.
+    async fn respond(
+        &self,
+        route: &Arc<Route>,
+        response: Response<moat_runtime::HyperOutgoingBody>,
+        rid: HeaderValue,
+        request_id: &str,
+    ) -> Result<Response<GatewayBody>, Response<GatewayBody>> {
+        let (mut parts, body) = response.into_parts();
+        let max = route.max_response_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            self.observer
+                .limit_hit(&route.function, "response_size", request_id);
+            return Err(error_response(
+                ErrorCode::ResponseTooLarge,
+                request_id,
+                None,
+            ));
         }
+        let (observer, function, rid_text) = (
+            Arc::clone(&self.observer),
+            route.function.clone(),
+            request_id.to_string(),
+        );
+        let on_cut = Box::new(move || observer.limit_hit(&function, "response_size", &rid_text));
+        let body = match hold_back(body.map_err(BoxError::from).boxed_unsync(), max, on_cut).await {
+            Held::Whole(bytes) => {
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
+            }
+            Held::Streaming(body) => body,
+            Held::TooLarge => {
+                self.observer
+                    .limit_hit(&route.function, "response_size", request_id);
+                return Err(error_response(
+                    ErrorCode::ResponseTooLarge,
+                    request_id,
+                    None,
+                ));
+            }
+            // The guest failed while writing: nothing was sent yet, so say so properly.
+            Held::Failed => {
+                return Err(error_response(ErrorCode::FunctionFailed, request_id, None));
+            }
+        };
+        parts.headers.insert("x-request-id", rid);
+        Ok(Response::from_parts(parts, body))
     }
 }
 
@@ -161,7 +367,7 @@ fn check_path(path: &str) -> Result<(), ErrorCode> {
     Ok(())
 }
 
-fn bearer(req: &Request<Incoming>) -> Option<&str> {
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme

@@ -4,6 +4,17 @@
 pub const TIMEOUT_MS: u64 = 10_000;
 /// `limits.memory_mb` when a manifest does not set it.
 pub const MEMORY_MB: u32 = 128;
+/// `limits.max_concurrency`: invocations of one function at once.
+pub const MAX_CONCURRENCY: u32 = 256;
+/// How long a request may wait in a function's queue for a slot before `503 overloaded`.
+pub const QUEUE_WAIT_MS: u64 = 1000;
+/// `limits.max_body_bytes`.
+pub const MAX_BODY_BYTES: u64 = 1 << 20;
+/// `limits.max_response_bytes`.
+pub const MAX_RESPONSE_BYTES: u64 = 4 << 20;
+/// Function output kept per function per second (after the per-invocation bound); the
+/// rest is counted and dropped.
+pub const LOG_BYTES_PER_SEC: u64 = 1 << 20;
 /// Bytes of stdout, and of stderr, kept per invocation; the rest is counted and dropped.
 pub const LOG_BYTES_PER_STREAM: usize = 64 * 1024;
 /// Log records kept per function in the store.

@@ -11,6 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use moat_gateway::limits::Concurrency;
+use moat_gateway::validate::{InputRules, Schema};
 use moat_gateway::{Gateway, Match, Route, RouteTable};
 use moat_manifest::{FunctionSpec, RouteMatch};
 use moat_runtime::artifact::{self, ArtifactError, ArtifactStore};
@@ -60,6 +62,9 @@ pub struct Functions {
     /// Prepared components by digest, so a rollback or a restart of the route table
     /// never recompiles.
     prepared: Mutex<HashMap<String, Prepared>>,
+    /// Routes by (function, version), so a refresh keeps each serving route's state
+    /// (its concurrency slots) and never recompiles its schema.
+    routes: Mutex<HashMap<(String, i64), Arc<Route>>>,
     /// One deploy, rollback or delete at a time on this node.
     changes: tokio::sync::Mutex<()>,
 }
@@ -83,6 +88,7 @@ impl Functions {
             gateway,
             metrics,
             prepared: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
         }
     }
@@ -108,6 +114,10 @@ impl Functions {
     ) -> Result<VersionRecord, DeployError> {
         spec.validate()
             .map_err(|e| DeployError::Manifest(e.to_string()))?;
+        if let Some(schema) = &spec.input.schema {
+            Schema::compile(schema)
+                .map_err(|e| DeployError::Manifest(format!("`input.schema`: {e}")))?;
+        }
         let _guard = self.changes.lock().await;
         let bytes = self.store.get_blob(digest).await?.ok_or_else(|| {
             DeployError::Component(format!("component `{digest}` has not been uploaded"))
@@ -178,8 +188,20 @@ impl Functions {
         let active = self.store.active_versions().await?;
         let mut routes = Vec::with_capacity(active.len());
         for v in active {
+            let key = (v.function.clone(), v.version);
+            let cached = self.routes.lock().ok().and_then(|m| m.get(&key).cloned());
+            if let Some(route) = cached {
+                routes.push(route);
+                continue;
+            }
             match self.route_for(&v).await {
-                Ok(route) => routes.push(Arc::new(route)),
+                Ok(route) => {
+                    let route = Arc::new(route);
+                    if let Ok(mut m) = self.routes.lock() {
+                        m.insert(key, Arc::clone(&route));
+                    }
+                    routes.push(route)
+                }
                 Err(e) => tracing::error!(
                     function = %v.function, version = v.version,
                     "cannot serve this version: {e}"
@@ -187,6 +209,9 @@ impl Functions {
             }
         }
         let n = routes.len();
+        if let Ok(mut m) = self.routes.lock() {
+            m.retain(|_, r| routes.iter().any(|live| Arc::ptr_eq(live, r)));
+        }
         self.gateway.set_routes(RouteTable::new(routes));
         Ok(n)
     }
@@ -196,6 +221,25 @@ impl Functions {
             .map_err(|e| DeployError::Store(format!("stored spec is unreadable: {e}")))?;
         let prepared = self.prepare(&v.component_digest).await?;
         let limits = &spec.limits;
+        let schema = match &spec.input.schema {
+            Some(s) => Some(Schema::compile(s).map_err(DeployError::Manifest)?),
+            None => None,
+        };
+        let methods = spec
+            .input
+            .methods
+            .iter()
+            .map(|m| http::Method::from_bytes(m.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DeployError::Manifest(format!("`input.methods`: {e}")))?;
+        let rate_limit = match &limits.rate_limit {
+            Some(r) => {
+                let r: moat_manifest::RateLimit = r.parse().map_err(DeployError::Manifest)?;
+                Some((r.count, r.per_secs))
+            }
+            None => None,
+        };
+        let max_concurrency = limits.max_concurrency.unwrap_or(defaults::MAX_CONCURRENCY) as usize;
         Ok(Route {
             function: v.function.clone(),
             version: v.version,
@@ -210,6 +254,26 @@ impl Functions {
                 memory_bytes: (limits.memory_mb.unwrap_or(defaults::MEMORY_MB) as usize) << 20,
                 log_bytes: defaults::LOG_BYTES_PER_STREAM,
             },
+            input: InputRules {
+                methods,
+                content_types: spec
+                    .input
+                    .content_types
+                    .iter()
+                    .map(|c| c.to_ascii_lowercase())
+                    .collect(),
+                schema,
+            },
+            max_body_bytes: limits.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES),
+            max_response_bytes: limits
+                .max_response_bytes
+                .unwrap_or(defaults::MAX_RESPONSE_BYTES),
+            rate_limit,
+            concurrency: Concurrency::new(
+                max_concurrency,
+                max_concurrency,
+                Duration::from_millis(defaults::QUEUE_WAIT_MS),
+            ),
         })
     }
 

@@ -167,7 +167,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let gw = tokio::spawn(moat_gateway::serve(
         gateway_listener,
-        move |req, _peer| Arc::clone(&gateway).handle(req),
+        move |req, peer| Arc::clone(&gateway).handle(req, peer),
         stopped(stop_rx.clone()),
         drain,
     ));

@@ -17,6 +17,9 @@ use crate::metrics::Metrics;
 pub struct InvocationLog {
     tx: mpsc::Sender<LogRecord>,
     metrics: Arc<Metrics>,
+    /// Bytes each function may still log this second, so one chatty function cannot fill
+    /// the store however many invocations it runs.
+    budgets: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
 }
 
 impl InvocationLog {
@@ -24,7 +27,28 @@ impl InvocationLog {
     pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(10_000);
         tokio::spawn(writer(store, rx));
-        InvocationLog { tx, metrics }
+        InvocationLog {
+            tx,
+            metrics,
+            budgets: Default::default(),
+        }
+    }
+
+    /// Takes up to `wanted` bytes from the function's per-second log budget.
+    fn take_budget(&self, function: &str, wanted: u64) -> u64 {
+        let Ok(mut budgets) = self.budgets.lock() else {
+            return 0;
+        };
+        let now = std::time::Instant::now();
+        let entry = budgets
+            .entry(function.to_string())
+            .or_insert((now, defaults::LOG_BYTES_PER_SEC));
+        if now.duration_since(entry.0) >= Duration::from_secs(1) {
+            *entry = (now, defaults::LOG_BYTES_PER_SEC);
+        }
+        let granted = wanted.min(entry.1);
+        entry.1 -= granted;
+        granted
     }
 
     fn push(&self, record: LogRecord) {
@@ -59,10 +83,25 @@ impl Observer for InvocationLog {
             at_ms: now_ms(),
             text,
         };
+        let mut over_budget = 0u64;
         for (stream, bytes) in [("stdout", &report.stdout), ("stderr", &report.stderr)] {
-            if !bytes.is_empty() {
-                self.push(record(stream, String::from_utf8_lossy(bytes).into_owned()));
+            if bytes.is_empty() {
+                continue;
             }
+            let granted = self.take_budget(&route.function, bytes.len() as u64) as usize;
+            over_budget += (bytes.len() - granted) as u64;
+            if granted > 0 {
+                self.push(record(
+                    stream,
+                    String::from_utf8_lossy(&bytes[..granted]).into_owned(),
+                ));
+            }
+        }
+        if over_budget > 0 {
+            self.metrics
+                .log_bytes_dropped
+                .fetch_add(over_budget, Ordering::Relaxed);
+            self.metrics.limit_hit(&route.function, "log_rate");
         }
         match report.outcome {
             Outcome::Completed => {}
@@ -85,6 +124,11 @@ impl Observer for InvocationLog {
 
     fn responded(&self, function: Option<&str>, status: u16) {
         self.metrics.response(function, status);
+    }
+
+    fn limit_hit(&self, function: &str, limit: &'static str, request_id: &str) {
+        self.metrics.limit_hit(function, limit);
+        tracing::debug!(function, limit, request_id, "limit hit");
     }
 }
 

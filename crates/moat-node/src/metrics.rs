@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     responses: Mutex<BTreeMap<(String, u16), u64>>,
     outcomes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    limit_hits: Mutex<BTreeMap<(String, &'static str), u64>>,
     pub compilations: AtomicU64,
     pub artifact_rejections: AtomicU64,
     pub artifacts_loaded: AtomicU64,
@@ -38,8 +39,27 @@ impl Metrics {
         self.instantiate_count.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn limit_hit(&self, function: &str, limit: &'static str) {
+        if let Ok(mut m) = self.limit_hits.lock() {
+            *m.entry((function.to_string(), limit)).or_default() += 1;
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP moat_limit_hits_total Requests refused or stopped by a limit or check, by function and limit."
+        );
+        let _ = writeln!(out, "# TYPE moat_limit_hits_total counter");
+        if let Ok(m) = self.limit_hits.lock() {
+            for ((f, l), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "moat_limit_hits_total{{function=\"{f}\",limit=\"{l}\"}} {n}"
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP moat_gateway_responses_total Gateway responses by function and status."

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -27,7 +27,7 @@ pub struct Host {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: NoEgress,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limits,
 }
 
 impl Host {
@@ -45,13 +45,11 @@ impl Host {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: NoEgress,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .instances(64)
-                .tables(64)
-                .memories(16)
-                .table_elements(1 << 20)
-                .build(),
+            limits: Limits {
+                memory_bytes,
+                table_elements: 1 << 20,
+                hit: false,
+            },
         }
     }
 }
@@ -72,6 +70,55 @@ impl WasiHttpView for Host {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
+    }
+}
+
+/// Memory and table caps for one instance, remembering whether the guest ran into them.
+pub(crate) struct Limits {
+    memory_bytes: usize,
+    table_elements: usize,
+    hit: bool,
+}
+
+impl Limits {
+    pub(crate) fn hit(&self) -> bool {
+        self.hit
+    }
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Refusing makes `memory.grow` return -1; the guest's allocator then fails, which
+        // for ordinary toolchains is a trap. Either way the host's memory stays bounded.
+        let allowed = desired <= self.memory_bytes;
+        self.hit |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.table_elements;
+        self.hit |= !allowed;
+        Ok(allowed)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        16
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Report {
     pub dropped_log_bytes: u64,
     pub instantiate: Duration,
     pub total: Duration,
+    /// The guest asked for more memory than its `memory_mb` allows.
+    pub memory_limit_hit: bool,
 }
 
 /// Why there is no response to send. Maps to SPEC §4 codes in the gateway.
@@ -140,8 +142,13 @@ impl Runtime {
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
+        B::Error: std::fmt::Display,
     {
+        use http_body_util::BodyExt;
+        // The caller's body failing (cut off, too large, too slow) is, to the guest, a broken
+        // connection; the gateway decides what the caller is told.
+        let request =
+            request.map(|body| body.map_err(|_| wasmtime_wasi_http::Error::ConnectionTerminated));
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + options.timeout;
         let (stdout, stderr) = (
@@ -187,6 +194,7 @@ impl Runtime {
             };
             // Dropping the store drops the instance and every host resource it held,
             // including an in-flight response body, which the gateway then cuts off.
+            let memory_limit_hit = store.data().limits.hit();
             drop(store);
             let _ = outcome_tx.send(outcome.clone());
             let (out, out_dropped) = stdout.take();
@@ -198,6 +206,7 @@ impl Runtime {
                 dropped_log_bytes: out_dropped + err_dropped,
                 instantiate,
                 total: started.elapsed(),
+                memory_limit_hit,
             });
         });
 

@@ -345,3 +345,25 @@ pub fn request(
         body,
     }
 }
+
+/// Sends raw bytes to `base` (`http://host:port`) and reads until the server closes the
+/// connection, the response is complete, or `limit` passes. For requests a normal client
+/// refuses to send.
+pub fn raw_request(base: &str, bytes: &[u8], limit: Duration) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
