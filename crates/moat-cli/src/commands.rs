@@ -101,6 +101,8 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         exe,
+        client_timeout: Duration::from_millis(args.client_timeout_ms),
+        max_connections: args.max_connections,
     })
     .await
 }

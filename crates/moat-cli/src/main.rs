@@ -150,6 +150,12 @@ pub struct UpArgs {
     /// Instances that may run at once on this node.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Milliseconds a caller may take to send a request head, or pause within a body.
+    #[arg(long, default_value_t = 10_000)]
+    client_timeout_ms: u64,
+    /// Open connections per listener.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@
 
 pub mod body;
 mod errors;
+pub mod frontdoor;
 pub mod limits;
 mod routes;
 mod server;
@@ -16,7 +17,7 @@ pub mod validate;
 
 pub use errors::{ErrorCode, error_response};
 pub use routes::{Match, Route, RouteTable};
-pub use server::{BoxError, Gateway, GatewayBody, GatewayConfig, Observer, serve};
+pub use server::{BoxError, Gateway, GatewayBody, GatewayConfig, Observer, ServeOptions, serve};
 
 /// Checks bearer tokens for `auth = "token"` routes.
 pub trait Authenticator: Send + Sync + 'static {

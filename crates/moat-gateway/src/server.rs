@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::body::{BodyFault, FaultFlag, Held, LimitedBody, hold_back, read_all};
 use crate::errors::{ErrorCode, error_response};
+use crate::frontdoor::{Guarded, HeadLimits};
 use crate::limits::{IpNet, RateLimiter, client_ip};
 use crate::routes::{Route, RouteTable};
 use crate::validate::RuleFailure;
@@ -385,13 +386,25 @@ type Handler = Arc<
         + Sync,
 >;
 
+/// Connection-level limits of a listener.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub head: HeadLimits,
+    /// Open connections at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// How long to wait for in-flight requests when stopping.
+    pub drain: Duration,
+    /// Called when the front door refuses a connection's request (for metrics).
+    pub on_refusal: Arc<dyn Fn(ErrorCode) + Send + Sync>,
+}
+
 /// Serves HTTP/1.1 and HTTP/2 on `listener` until `shutdown` resolves, then stops accepting
 /// and waits up to `drain` for in-flight requests to finish.
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     handler: F,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    options: ServeOptions,
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<GatewayBody>> + Send + 'static,
@@ -401,14 +414,19 @@ pub async fn serve<F, Fut>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(64 * 1024)
+        // The front door answers a slow head with a 408 first; this also closes idle
+        // keep-alive connections.
+        .header_read_timeout(options.head.head_timeout + Duration::from_secs(1))
+        .max_buf_size(options.head.max_head_bytes.max(8192) * 2)
+        .max_headers(options.head.max_headers)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_header_list_size(64 * 1024);
+        .max_header_list_size(options.head.max_head_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let connections = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -422,29 +440,40 @@ pub async fn serve<F, Fut>(
                         continue;
                     }
                 };
+                let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+                    (options.on_refusal)(ErrorCode::Overloaded);
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let handler = Arc::clone(&handler);
                 let service = hyper::service::service_fn(move |req| {
                     let handler = Arc::clone(&handler);
                     async move { Ok::<_, std::convert::Infallible>(handler(req, peer).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let on_refusal = Arc::clone(&options.on_refusal);
+                let io = Guarded::new(stream, options.head, Box::new(move |code| on_refusal(code)));
+                let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!("connection from {peer} ended: {e}");
                     }
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    if tokio::time::timeout(options.drain, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("in-flight requests did not finish within {drain:?}; closing");
+        tracing::warn!(
+            "in-flight requests did not finish within {:?}; closing",
+            options.drain
+        );
     }
 }
 

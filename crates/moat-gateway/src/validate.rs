@@ -163,7 +163,7 @@ impl InputRules {
                     .to_ascii_lowercase()
             });
         match media {
-            Some(m) if self.content_types.iter().any(|allowed| *allowed == m) => Ok(()),
+            Some(m) if self.content_types.contains(&m) => Ok(()),
             _ => Err(RuleFailure::ContentType),
         }
     }

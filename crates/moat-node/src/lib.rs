@@ -43,6 +43,10 @@ pub struct NodeConfig {
     pub pool: PoolSettings,
     /// The `moat` binary, started in compile mode for each compilation.
     pub exe: PathBuf,
+    /// How long a caller may take to send a request head, or pause while sending a body.
+    pub client_timeout: Duration,
+    /// Open connections per listener.
+    pub max_connections: usize,
 }
 
 /// Shared state of a running node.
@@ -124,6 +128,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Arc::clone(&metrics),
     ));
     let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), observer);
+    gateway.set_config(moat_gateway::GatewayConfig {
+        body_idle: config.client_timeout,
+        ..Default::default()
+    });
     let functions = functions::Functions::new(
         Arc::clone(&store),
         runtime,
@@ -161,7 +169,15 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     println!("moat: serving {served} function(s); stop with Ctrl-C");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let drain = Duration::from_secs(defaults::DRAIN_SECS);
+    let serve_options = |metrics: Arc<metrics::Metrics>| moat_gateway::ServeOptions {
+        head: moat_gateway::frontdoor::HeadLimits {
+            head_timeout: config.client_timeout,
+            ..Default::default()
+        },
+        max_connections: config.max_connections,
+        drain: Duration::from_secs(defaults::DRAIN_SECS),
+        on_refusal: Arc::new(move |code| metrics.limit_hit("", code.as_str())),
+    };
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -169,14 +185,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         gateway_listener,
         move |req, peer| Arc::clone(&gateway).handle(req, peer),
         stopped(stop_rx.clone()),
-        drain,
+        serve_options(Arc::clone(&node.metrics)),
     ));
     let admin_node = Arc::clone(&node);
     let adm = tokio::spawn(moat_gateway::serve(
         admin_listener,
         move |req, _peer| admin::handle(Arc::clone(&admin_node), req),
         stopped(stop_rx),
-        drain,
+        serve_options(Arc::clone(&node.metrics)),
     ));
 
     signals.wait().await;
