@@ -499,7 +499,9 @@ report() {
         done
         echo "$row"
         echo
-        echo "Idle RSS after all load runs (MiB): $(for n in "${order[@]}"; do printf '%s %s; ' "${label[$n]}" "${rss_after[$n]}"; done)"
+        local after=()
+        for name in "${order[@]}"; do after+=("${label[$name]} ${rss_after[$name]}"); done
+        echo "Idle RSS after all load runs (MiB): $(IFS=';'; echo "${after[*]}" | sed 's/;/; /g')."
         if [[ -n "$socket_errors" ]]; then
             echo
             echo "wrk socket errors (requests not counted):"

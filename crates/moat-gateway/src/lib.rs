@@ -9,11 +9,9 @@
 
 pub mod body;
 mod errors;
-pub mod frontdoor;
 pub mod limits;
 mod routes;
 mod server;
-pub mod validate;
 
 pub use errors::{ErrorCode, error_response};
 pub use routes::{Match, Route, RouteTable};
@@ -35,11 +33,4 @@ pub enum AuthDecision {
     Forbidden,
 }
 
-/// A new request id: 128 random bits as hex.
-pub fn new_request_id() -> String {
-    let mut b = [0u8; 16];
-    // getrandom only fails if the OS has no randomness source at all; a constant id would
-    // still be correct, just not unique, so do not fail the request for it.
-    let _ = getrandom::fill(&mut b);
-    hex::encode(b)
-}
+pub use moat_input::{frontdoor, new_request_id, validate};

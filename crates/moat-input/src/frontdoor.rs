@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::errors::ErrorCode;
+use crate::ErrorCode;
 
 /// Limits on request heads.
 #[derive(Debug, Clone, Copy)]
