@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
-pub use moat_input::ErrorCode;
 use http_body_util::{BodyExt, Full};
+pub use moat_input::ErrorCode;
 
 use crate::server::GatewayBody;
 

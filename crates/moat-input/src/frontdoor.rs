@@ -379,8 +379,8 @@ impl AsyncRead for Guarded {
         let before = buf.filled().len();
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let new = buf.filled()[before..].to_vec();
-                if let Err(v) = self.scanner.feed(&new) {
+                let verdict = self.scanner.feed(&buf.filled()[before..]);
+                if let Err(v) = verdict {
                     buf.set_filled(before);
                     let code = match v {
                         Violation::Framing => ErrorCode::BadRequest,

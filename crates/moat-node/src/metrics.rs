@@ -3,15 +3,16 @@
 //! Labels are bounded: function names (one per deployed function) and HTTP status codes.
 //! Nothing that identifies a caller or holds a secret is ever a label.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Default)]
 pub struct Metrics {
-    responses: Mutex<BTreeMap<(String, u16), u64>>,
-    outcomes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// function → status → count; keyed so the hot path allocates nothing.
+    responses: Mutex<HashMap<String, BTreeMap<u16, u64>>>,
+    outcomes: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
     limit_hits: Mutex<BTreeMap<(String, &'static str), u64>>,
     pub compilations: AtomicU64,
     pub artifact_rejections: AtomicU64,
@@ -25,14 +26,13 @@ pub struct Metrics {
 impl Metrics {
     pub fn response(&self, function: Option<&str>, status: u16) {
         if let Ok(mut m) = self.responses.lock() {
-            *m.entry((function.unwrap_or("").to_string(), status))
-                .or_default() += 1;
+            count(&mut m, function.unwrap_or(""), status);
         }
     }
 
     pub fn outcome(&self, function: &str, outcome: &'static str, instantiate_us: u64) {
         if let Ok(mut m) = self.outcomes.lock() {
-            *m.entry((function.to_string(), outcome)).or_default() += 1;
+            count(&mut m, function, outcome);
         }
         self.instantiate_us_sum
             .fetch_add(instantiate_us, Ordering::Relaxed);
@@ -66,11 +66,13 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE moat_gateway_responses_total counter");
         if let Ok(m) = self.responses.lock() {
-            for ((f, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "moat_gateway_responses_total{{function=\"{f}\",status=\"{status}\"}} {n}"
-                );
+            for (f, by_status) in sorted(&m) {
+                for (status, n) in by_status {
+                    let _ = writeln!(
+                        out,
+                        "moat_gateway_responses_total{{function=\"{f}\",status=\"{status}\"}} {n}"
+                    );
+                }
             }
         }
         let _ = writeln!(
@@ -79,11 +81,13 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE moat_invocations_total counter");
         if let Ok(m) = self.outcomes.lock() {
-            for ((f, o), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "moat_invocations_total{{function=\"{f}\",outcome=\"{o}\"}} {n}"
-                );
+            for (f, by_outcome) in sorted(&m) {
+                for (o, n) in by_outcome {
+                    let _ = writeln!(
+                        out,
+                        "moat_invocations_total{{function=\"{f}\",outcome=\"{o}\"}} {n}"
+                    );
+                }
             }
         }
         let counters = [
@@ -132,4 +136,19 @@ impl Metrics {
         );
         out
     }
+}
+
+fn count<K: Ord>(m: &mut HashMap<String, BTreeMap<K, u64>>, function: &str, key: K) {
+    match m.get_mut(function) {
+        Some(inner) => *inner.entry(key).or_default() += 1,
+        None => {
+            m.entry(function.to_string()).or_default().insert(key, 1);
+        }
+    }
+}
+
+fn sorted<V>(m: &HashMap<String, V>) -> Vec<(&String, &V)> {
+    let mut v: Vec<_> = m.iter().collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
 }
