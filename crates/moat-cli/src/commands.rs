@@ -10,7 +10,7 @@ use moat_manifest::Manifest;
 use serde_json::{Value, json};
 
 use crate::client::{Admin, Http};
-use crate::{Cli, Command, FunctionsCommand, LogFormat, Output, UpArgs};
+use crate::{Cli, Command, FunctionsCommand, LogFormat, Output, TokensCommand, UpArgs};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli.token.clone().or_else(|| read_token_file(&cli.data_dir));
@@ -43,6 +43,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Functions { command } => functions(&admin, command, out).await,
+        Command::Tokens { command } => {
+            let from_file = cli.token.is_none();
+            tokens(
+                &admin,
+                command,
+                out,
+                from_file.then_some(cli.data_dir.as_path()),
+            )
+            .await
+        }
         Command::Logs {
             name,
             request,
@@ -308,6 +318,101 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
     Ok(())
 }
 
+async fn tokens(
+    admin: &Admin,
+    command: TokensCommand,
+    out: Output,
+    token_file_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let shown = |v: &Value| {
+        format!(
+            "{}\n  id: {}  role: {}{}\n  (shown once: store it now)",
+            v["token"].as_str().unwrap_or(""),
+            v["id"].as_str().unwrap_or(""),
+            v["role"].as_str().unwrap_or(""),
+            v["function"]
+                .as_str()
+                .map(|f| format!("  function: {f}"))
+                .unwrap_or_default()
+        )
+    };
+    match command {
+        TokensCommand::Create {
+            role,
+            function,
+            expires,
+            name,
+        } => {
+            let expires_in_secs = match expires {
+                Some(e) => Some(humantime_duration(&e)?.as_secs()),
+                None => None,
+            };
+            let v = admin
+                .json(
+                    Method::POST,
+                    "/v1/tokens",
+                    &json!({ "role": role, "function": function, "expires_in_secs": expires_in_secs, "name": name }),
+                )
+                .await?;
+            print(out, &v, || shown(&v));
+        }
+        TokensCommand::List => {
+            let v = admin.call(Method::GET, "/v1/tokens", None).await?;
+            print(out, &v, || {
+                let mut s = format!(
+                    "{:<18} {:<10} {:<16} {:<8} {}",
+                    "ID", "ROLE", "NAME", "STATE", "FUNCTION"
+                );
+                for t in v["tokens"].as_array().into_iter().flatten() {
+                    let state = if t["revoked"].as_bool() == Some(true) {
+                        "revoked"
+                    } else if t["expires_at_ms"]
+                        .as_i64()
+                        .is_some_and(|e| e <= moat_now_ms())
+                    {
+                        "expired"
+                    } else {
+                        "live"
+                    };
+                    s.push_str(&format!(
+                        "\n{:<18} {:<10} {:<16} {:<8} {}",
+                        t["id"].as_str().unwrap_or(""),
+                        t["role"].as_str().unwrap_or(""),
+                        t["name"].as_str().unwrap_or(""),
+                        state,
+                        t["function"].as_str().unwrap_or("-")
+                    ));
+                }
+                s
+            });
+        }
+        TokensCommand::Revoke { id } => {
+            let v = admin
+                .call(Method::DELETE, &format!("/v1/tokens/{id}"), None)
+                .await?;
+            print(out, &v, || format!("revoked {id}"));
+        }
+        TokensCommand::Rotate { id } => {
+            let me = admin.call(Method::GET, "/v1/whoami", None).await?;
+            let v = admin
+                .call(Method::POST, &format!("/v1/tokens/{id}/rotate"), None)
+                .await?;
+            // Rotating the token this command authenticated with from the data dir: keep
+            // the file working.
+            if let (Some(dir), true) = (token_file_dir, me["id"].as_str() == Some(id.as_str())) {
+                let path = dir.join("admin.token");
+                let secret = v["token"].as_str().unwrap_or("").to_string();
+                write_private(&path, secret.as_bytes()).with_context(|| {
+                    format!("the token was rotated but `{}` could not be rewritten; the new token is: {secret}", path.display())
+                })?;
+                eprintln!("rewrote {}", path.display());
+            }
+            print(out, &v, || shown(&v));
+        }
+    }
+    Ok(())
+}
+
 async fn logs(
     admin: &Admin,
     name: &str,
@@ -380,4 +485,20 @@ fn moat_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Replaces a file with `contents`, readable only by its owner from the first byte.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -82,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         command: FunctionsCommand,
     },
+    /// API tokens: shown once, stored hashed.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// A function's captured output.
     Logs {
         name: String,
@@ -119,6 +124,31 @@ enum FunctionsCommand {
         #[arg(long)]
         to: Option<i64>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create a token (printed once).
+    Create {
+        /// admin, deployer, auditor, invoker or none.
+        #[arg(long)]
+        role: Option<String>,
+        /// The one function an `invoker` token may call.
+        #[arg(long)]
+        function: Option<String>,
+        /// Lifetime, e.g. `30d`, `12h`.
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token.
+    Revoke { id: String },
+    /// Replace a token with a new secret (same role and scope); the old one is revoked.
+    /// Rotating the data dir's own admin token rewrites `admin.token`.
+    Rotate { id: String },
 }
 
 #[derive(clap::Args)]

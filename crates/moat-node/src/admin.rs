@@ -12,14 +12,14 @@ use hyper::body::Incoming;
 use moat_gateway::GatewayBody;
 use moat_manifest::FunctionSpec;
 use moat_runtime::compile::MAX_COMPONENT_BYTES;
-use moat_store::{LogQuery, VersionRecord};
+use moat_store::{LogQuery, TokenRecord, VersionRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Node;
 use crate::defaults;
 use crate::functions::DeployError;
-use crate::tokens::ADMIN_ROLE;
+use crate::tokens::{Action, ROLES, allows};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -129,7 +129,7 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Gateway
     }
     let result = match authorize(&node, &req) {
         Err(e) => Err(e),
-        Ok(()) => route(&node, req, &method, &path).await,
+        Ok(caller) => route(&node, &caller, req, &method, &path).await,
     };
     let (status, body) = match result {
         Ok((status, body)) => (status, body),
@@ -141,7 +141,7 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Gateway
     respond(body.to_string().into(), status, "application/json", &rid)
 }
 
-fn authorize(node: &Node, req: &Request<Incoming>) -> Result<(), ApiError> {
+fn authorize(node: &Node, req: &Request<Incoming>) -> Result<TokenRecord, ApiError> {
     let unauthorized = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -157,22 +157,34 @@ fn authorize(node: &Node, req: &Request<Incoming>) -> Result<(), ApiError> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .ok_or_else(unauthorized)?;
-    let record = node.tokens.check(token).ok_or_else(unauthorized)?;
-    if record.role != ADMIN_ROLE {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this token's role may not use the admin API",
-        ));
-    }
-    Ok(())
+    node.tokens.check(token).ok_or_else(unauthorized)
 }
 
-async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: &str) -> ApiResult {
+/// Refuses with `403` unless the caller's role allows `action`.
+fn need(caller: &TokenRecord, action: Action) -> Result<(), ApiError> {
+    if allows(&caller.role, action) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("role `{}` may not do this ({action:?})", caller.role),
+        ))
+    }
+}
+
+async fn route(
+    node: &Arc<Node>,
+    caller: &TokenRecord,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> ApiResult {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let query = parse_query(req.uri().query().unwrap_or(""));
     match (method, segments.as_slice()) {
         (&Method::PUT, ["v1", "components", digest]) => {
+            need(caller, Action::FunctionDeploy)?;
             let digest = digest.to_string();
             let body = read_body(req, MAX_COMPONENT_BYTES).await?;
             let info = node.functions.upload(&digest, &body).await?;
@@ -185,6 +197,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
             ))
         }
         (&Method::POST, ["v1", "functions"]) => {
+            need(caller, Action::FunctionDeploy)?;
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]
             struct DeployRequest {
@@ -207,10 +220,12 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
             Ok((StatusCode::CREATED, version_json(&record)))
         }
         (&Method::GET, ["v1", "functions"]) => {
+            need(caller, Action::FunctionRead)?;
             let list = node.store.list_functions().await.map_err(store_error)?;
             Ok((StatusCode::OK, json!({ "functions": list })))
         }
         (&Method::GET, ["v1", "functions", name]) => {
+            need(caller, Action::FunctionRead)?;
             let f = node
                 .store
                 .get_function(name)
@@ -232,6 +247,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
             ))
         }
         (&Method::DELETE, ["v1", "functions", name]) => {
+            need(caller, Action::FunctionDelete)?;
             if node.functions.delete(name).await? {
                 tracing::info!(function = %name, "deleted");
                 Ok((StatusCode::OK, json!({ "deleted": name })))
@@ -240,6 +256,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
             }
         }
         (&Method::POST, ["v1", "functions", name, "rollback"]) => {
+            need(caller, Action::FunctionRollback)?;
             #[derive(Deserialize, Default)]
             #[serde(deny_unknown_fields)]
             struct Rollback {
@@ -262,6 +279,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
             Ok((StatusCode::OK, version_json(&record)))
         }
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
+            need(caller, Action::LogsRead)?;
             let number = |key: &str| -> Result<Option<i64>, ApiError> {
                 query
                     .get(key)
@@ -289,12 +307,153 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>, method: &Method, path: 
                 .map_err(store_error)?;
             Ok((StatusCode::OK, json!({ "logs": logs })))
         }
+        (&Method::GET, ["v1", "whoami"]) => Ok((StatusCode::OK, token_json(caller))),
+        (&Method::GET, ["v1", "tokens"]) => {
+            need(caller, Action::TokensManage)?;
+            let tokens = node.store.list_tokens().await.map_err(store_error)?;
+            let tokens: Vec<Value> = tokens.iter().map(token_json).collect();
+            Ok((StatusCode::OK, json!({ "tokens": tokens })))
+        }
+        (&Method::POST, ["v1", "tokens"]) => {
+            need(caller, Action::TokensManage)?;
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct NewToken {
+                name: Option<String>,
+                role: Option<String>,
+                function: Option<String>,
+                expires_in_secs: Option<u64>,
+            }
+            let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
+            let t: NewToken = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("invalid token request: {e}"),
+                )
+            })?;
+            let role = t.role.unwrap_or_else(|| "none".into());
+            let lifetime = t.expires_in_secs.map(|s| (s as i64).saturating_mul(1000));
+            let (record, secret) = issue_token(node, t.name, role, t.function, lifetime).await?;
+            let mut v = token_json(&record);
+            v["token"] = Value::String(secret.to_string());
+            Ok((StatusCode::CREATED, v))
+        }
+        (&Method::DELETE, ["v1", "tokens", id]) => {
+            need(caller, Action::TokensManage)?;
+            if !node.store.revoke_token(id).await.map_err(store_error)? {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("token `{id}` not found"),
+                ));
+            }
+            node.tokens.reload(&node.store).await.map_err(internal)?;
+            tracing::info!(token = %id, by = %caller.id, "token revoked");
+            Ok((StatusCode::OK, json!({ "revoked": id })))
+        }
+        (&Method::POST, ["v1", "tokens", id, "rotate"]) => {
+            need(caller, Action::TokensManage)?;
+            let old = node
+                .store
+                .list_tokens()
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .find(|t| t.id == *id && !t.revoked)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("live token `{id}` not found"),
+                    )
+                })?;
+            let lifetime = old.expires_at_ms.map(|e| e - old.created_at_ms);
+            // The new token first, then the old one revoked: never a moment with neither.
+            let (record, secret) = issue_token(
+                node,
+                Some(old.name.clone()),
+                old.role.clone(),
+                old.function.clone(),
+                lifetime,
+            )
+            .await?;
+            node.store.revoke_token(id).await.map_err(store_error)?;
+            node.tokens.reload(&node.store).await.map_err(internal)?;
+            tracing::info!(token = %id, new = %record.id, by = %caller.id, "token rotated");
+            let mut v = token_json(&record);
+            v["token"] = Value::String(secret.to_string());
+            v["replaces"] = Value::String(id.to_string());
+            Ok((StatusCode::CREATED, v))
+        }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no admin endpoint {method} {path}"),
         )),
     }
+}
+
+/// Creates a token; returns its record and the secret, which is shown once and never stored.
+async fn issue_token(
+    node: &Arc<Node>,
+    name: Option<String>,
+    role: String,
+    function: Option<String>,
+    lifetime_ms: Option<i64>,
+) -> Result<(TokenRecord, zeroize::Zeroizing<String>), ApiError> {
+    if !ROLES.contains(&role.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "unknown role `{role}`; expected one of {}",
+                ROLES.join(", ")
+            ),
+        ));
+    }
+    if function.is_some() && role != "invoker" {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "`function` scopes only `invoker` tokens",
+        ));
+    }
+    let secret = crate::datadir::new_token().map_err(internal)?;
+    let now = moat_store::now_ms();
+    let record = TokenRecord {
+        id: moat_gateway::new_request_id()[..16].to_string(),
+        name: name.unwrap_or_else(|| role.clone()),
+        role,
+        hash: moat_store::sha256_hex(secret.as_bytes()),
+        created_at_ms: now,
+        expires_at_ms: lifetime_ms.map(|l| now + l),
+        revoked: false,
+        function,
+    };
+    node.store
+        .insert_token(record.clone())
+        .await
+        .map_err(store_error)?;
+    node.tokens.reload(&node.store).await.map_err(internal)?;
+    tracing::info!(token = %record.id, role = %record.role, "token created");
+    Ok((record, secret))
+}
+
+/// A token as shown to administrators: never its hash or secret.
+fn token_json(t: &TokenRecord) -> Value {
+    json!({
+        "id": t.id, "name": t.name, "role": t.role, "function": t.function,
+        "created_at_ms": t.created_at_ms, "expires_at_ms": t.expires_at_ms, "revoked": t.revoked,
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        e.to_string(),
+    )
 }
 
 fn version_json(v: &VersionRecord) -> Value {

@@ -88,7 +88,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         );
     }
 
-    let tokens = Arc::new(tokens::Tokens::load(&store).await?);
+    let tokens = tokens::Tokens::load(&store).await?;
     let token_file = dir.join("admin.token");
     if tokens.is_empty() {
         let token = datadir::new_token()?;
@@ -104,6 +104,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 created_at_ms: now_ms(),
                 expires_at_ms: None,
                 revoked: false,
+                function: None,
             })
             .await?;
         println!(

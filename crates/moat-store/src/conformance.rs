@@ -139,12 +139,17 @@ async fn tokens_round_trip(store: &dyn Store) {
         created_at_ms: 1,
         expires_at_ms: Some(2),
         revoked: false,
+        function: Some("orders".into()),
     };
     store.insert_token(t.clone()).await.unwrap();
     assert_eq!(store.list_tokens().await.unwrap(), vec![t.clone()]);
+    assert!(store.revoke_token("tok1").await.unwrap());
+    assert!(!store.revoke_token("absent").await.unwrap());
+    assert!(store.list_tokens().await.unwrap()[0].revoked);
     // The same hash twice is refused (two tokens must never share a secret).
     let dup = TokenRecord {
         id: "tok2".into(),
+        revoked: false,
         ..t
     };
     assert!(store.insert_token(dup).await.is_err());

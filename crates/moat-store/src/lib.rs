@@ -80,6 +80,8 @@ pub struct TokenRecord {
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
     pub revoked: bool,
+    /// For an `invoker` token: the one function it may call.
+    pub function: Option<String>,
 }
 
 /// A chunk of a function's captured output.
@@ -130,6 +132,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_token(&self, token: TokenRecord) -> Result<()>;
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Marks a token revoked. Returns whether it existed.
+    async fn revoke_token(&self, id: &str) -> Result<bool>;
 
     async fn append_logs(&self, records: Vec<LogRecord>) -> Result<()>;
     async fn logs(&self, query: LogQuery) -> Result<Vec<LogRecord>>;

@@ -15,9 +15,10 @@ use crate::{
 };
 
 /// Versioned migrations. Never edit a released one; append a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE blobs (
         digest TEXT PRIMARY KEY,
         bytes BLOB NOT NULL,
@@ -63,10 +64,17 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX function_logs_by_function ON function_logs (function, id);
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    ALTER TABLE tokens ADD COLUMN function TEXT;
+    "#,
+    ),
+];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A [`Store`] on an embedded SQLite database.
 #[derive(Clone)]
@@ -461,8 +469,8 @@ impl Store for SqliteStore {
     async fn insert_token(&self, t: TokenRecord) -> Result<()> {
         self.with(move |c| {
             c.execute(
-                "INSERT INTO tokens (id, name, role, hash, created_at_ms, expires_at_ms, revoked)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO tokens (id, name, role, hash, created_at_ms, expires_at_ms, revoked, function)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     t.id,
                     t.name,
@@ -470,7 +478,8 @@ impl Store for SqliteStore {
                     t.hash,
                     t.created_at_ms,
                     t.expires_at_ms,
-                    t.revoked
+                    t.revoked,
+                    t.function
                 ],
             )
             .map_err(backend)?;
@@ -483,7 +492,7 @@ impl Store for SqliteStore {
         self.with(|c| {
             let mut stmt = c
                 .prepare(
-                    "SELECT id, name, role, hash, created_at_ms, expires_at_ms, revoked
+                    "SELECT id, name, role, hash, created_at_ms, expires_at_ms, revoked, function
                      FROM tokens ORDER BY created_at_ms, id",
                 )
                 .map_err(backend)?;
@@ -497,10 +506,22 @@ impl Store for SqliteStore {
                         created_at_ms: r.get(4)?,
                         expires_at_ms: r.get(5)?,
                         revoked: r.get(6)?,
+                        function: r.get(7)?,
                     })
                 })
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", params![id])
+                .map_err(backend)?;
+            Ok(n > 0)
         })
         .await
     }
