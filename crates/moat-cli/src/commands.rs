@@ -113,6 +113,14 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
         exe,
         client_timeout: Duration::from_millis(args.client_timeout_ms),
         max_connections: args.max_connections,
+        trusted_proxies: args
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|e: String| anyhow::anyhow!("--trusted-proxy: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
     })
     .await
 }
@@ -212,11 +220,13 @@ async fn invoke(admin: &Admin, a: InvokeArgs, out: Output) -> anyhow::Result<()>
         }
     }
     let url = format!("{}{path}", a.gateway.trim_end_matches('/'));
+    // A public function never needs, and so never gets, the caller's token.
+    let needs_token = shown["spec"]["auth"].as_str() != Some("public");
     let reply = Http::new()
         .send(
             method,
             &url,
-            a.token.as_deref(),
+            a.token.as_deref().filter(|_| needs_token),
             &headers,
             body.map(|b| (content_type.as_str(), b)),
         )

@@ -186,6 +186,9 @@ pub struct UpArgs {
     /// Open connections per listener.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// A proxy (address or CIDR) whose `x-forwarded-for` is believed; repeatable.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -21,6 +21,9 @@ pub use server::{BoxError, Gateway, GatewayBody, GatewayConfig, Observer, ServeO
 pub trait Authenticator: Send + Sync + 'static {
     /// Whether `token` may invoke `function`.
     fn may_invoke(&self, token: &str, function: &str) -> AuthDecision;
+    /// A stable id for a live token (for per-client rate limits); `None` for anything else,
+    /// so an invented token never buys a caller a fresh bucket.
+    fn identify(&self, token: &str) -> Option<String>;
 }
 
 /// The answer of an [`Authenticator`].

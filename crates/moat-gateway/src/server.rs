@@ -18,7 +18,6 @@ use moat_runtime::{InvokeError, Report, Runtime};
 use tokio::net::TcpListener;
 
 use http_body_util::Full;
-use sha2::{Digest, Sha256};
 
 use crate::body::{BodyFault, FaultFlag, Held, LimitedBody, hold_back, read_all};
 use crate::errors::{ErrorCode, error_response};
@@ -174,9 +173,9 @@ impl Gateway {
         }
         let config = self.config();
         if let Some((count, per_secs)) = route.rate_limit {
-            let client = match &token {
-                // A token identifies a client better than an address; keyed by its hash.
-                Some(t) => format!("token:{}", &hex::encode(Sha256::digest(t.as_bytes()))[..32]),
+            let identity = token.as_deref().and_then(|t| self.auth.identify(t));
+            let client = match identity {
+                Some(id) => format!("token:{id}"),
                 None => {
                     let xff = req
                         .headers()
@@ -285,6 +284,9 @@ impl Gateway {
         let response = match result {
             Ok(response) => response,
             Err(InvokeError::TimedOut) => return Err(fail(ErrorCode::Timeout)),
+            Err(InvokeError::Overloaded) => {
+                return Err(limit("node_capacity", ErrorCode::Overloaded));
+            }
             Err(InvokeError::Failed) => return Err(fail(ErrorCode::FunctionFailed)),
             Err(InvokeError::Internal(msg)) => {
                 tracing::warn!(request_id, function = %route.function, "invocation setup failed: {msg}");

@@ -173,7 +173,14 @@ impl Manifest {
             },
             permissions: self.permissions.clone(),
             config: self.config.clone(),
-            dlp: self.dlp.clone(),
+            dlp: {
+                // The secrets detector is always on, whatever the manifest lists.
+                let mut dlp = self.dlp.clone();
+                if !dlp.detectors.contains(&Detector::Secrets) {
+                    dlp.detectors.insert(0, Detector::Secrets);
+                }
+                dlp
+            },
         }
     }
 }

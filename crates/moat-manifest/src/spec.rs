@@ -358,51 +358,76 @@ fn is_media_type(ct: &str) -> bool {
     token(t) && token(sub)
 }
 
-/// `scheme://host[:port]`, `*.` allowed only as the whole leftmost label.
-fn check_host_pattern(p: &str) -> Result<(), String> {
-    let expected = || {
-        format!(
-            "expected `https://host[:port]` or `http://host[:port]` (`*.` allowed as the leftmost label), found `{p}`"
-        )
-    };
-    let (scheme, rest) = p.split_once("://").ok_or_else(expected)?;
-    if scheme != "https" && scheme != "http" {
-        return Err(expected());
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, port)) if !h.ends_with(']') || rest.starts_with('[') => {
-            let port: u16 = port.parse().map_err(|_| expected())?;
-            if port == 0 {
-                return Err(expected());
+/// A parsed `permissions.outbound_hosts` entry: `scheme://host[:port]`, with `*.` allowed
+/// only as the whole leftmost label and IPv6 addresses in brackets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    pub https: bool,
+    /// Lower-case host: a name, `*.suffix`, or an IP address (IPv6 without brackets).
+    pub host: String,
+    /// `None`: the scheme's default port only.
+    pub port: Option<u16>,
+}
+
+impl FromStr for HostPattern {
+    type Err = String;
+    fn from_str(p: &str) -> Result<Self, String> {
+        let expected = || {
+            format!(
+                "expected `https://host[:port]` or `http://host[:port]` (`*.` allowed as the leftmost label), found `{p}`"
+            )
+        };
+        let (scheme, rest) = p.split_once("://").ok_or_else(expected)?;
+        let https = match scheme {
+            "https" => true,
+            "http" => false,
+            _ => return Err(expected()),
+        };
+        let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+            let (v6, after) = inner.split_once(']').ok_or_else(expected)?;
+            v6.parse::<std::net::Ipv6Addr>().map_err(|_| expected())?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or_else(expected)?),
+            };
+            (v6.to_ascii_lowercase(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, port)) => (h.to_string(), Some(port)),
+                None => (rest.to_string(), None),
             }
-            (h, Some(port))
+        };
+        let port = match port {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && !p.starts_with('+') => Some(n),
+                _ => return Err(expected()),
+            },
+        };
+        if !host.contains(':') {
+            let labels: Vec<&str> = host.split('.').collect();
+            for (i, label) in labels.iter().enumerate() {
+                if *label == "*" && i == 0 && labels.len() > 1 {
+                    continue;
+                }
+                let ok = !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-');
+                if !ok {
+                    return Err(expected());
+                }
+            }
         }
-        _ => (rest, None),
-    };
-    let _ = port;
-    if host.starts_with('[') && host.ends_with(']') {
-        return host[1..host.len() - 1]
-            .parse::<std::net::Ipv6Addr>()
-            .map(|_| ())
-            .map_err(|_| expected());
+        Ok(HostPattern { https, host, port })
     }
-    let labels: Vec<&str> = host.split('.').collect();
-    for (i, label) in labels.iter().enumerate() {
-        if *label == "*" && i == 0 && labels.len() > 1 {
-            continue;
-        }
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(expected());
-        }
-    }
-    Ok(())
+}
+
+fn check_host_pattern(p: &str) -> Result<(), String> {
+    p.parse::<HostPattern>().map(|_| ())
 }
 
 #[cfg(test)]
@@ -432,6 +457,7 @@ mod tests {
             "https://*.example.com",
             "https://10.0.0.1",
             "https://[::1]:443",
+            "https://[::1]",
         ] {
             assert!(check_host_pattern(ok).is_ok(), "{ok}");
         }
@@ -445,6 +471,9 @@ mod tests {
             "https://x.com/path",
             "https://UPPER.com",
             "https://x.com:99999",
+            "https://[::1",
+            "https://[nope]",
+            "https://[::1]x",
         ] {
             assert!(check_host_pattern(bad).is_err(), "{bad}");
         }

@@ -44,8 +44,10 @@ pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir `{}`", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    // Everything inside (store, keys, compiled code) is the node's alone, whatever the umask.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict data dir `{}` to mode 0700", dir.display()))?;
     let path = dir.join("moat.lock");
     let mut file = OpenOptions::new()
         .read(true)

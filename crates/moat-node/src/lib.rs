@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub client_timeout: Duration,
     /// Open connections per listener.
     pub max_connections: usize,
+    /// Peers whose `x-forwarded-for` identifies the client (for rate limits).
+    pub trusted_proxies: Vec<moat_gateway::limits::IpNet>,
 }
 
 /// Shared state of a running node.
@@ -131,7 +133,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), observer);
     gateway.set_config(moat_gateway::GatewayConfig {
         body_idle: config.client_timeout,
-        ..Default::default()
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let functions = functions::Functions::new(
         Arc::clone(&store),

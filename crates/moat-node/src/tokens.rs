@@ -89,6 +89,10 @@ impl Tokens {
 }
 
 impl Authenticator for Tokens {
+    fn identify(&self, token: &str) -> Option<String> {
+        self.check(token).map(|r| r.id)
+    }
+
     fn may_invoke(&self, token: &str, function: &str) -> AuthDecision {
         let Some(record) = self.check(token) else {
             return AuthDecision::Unauthenticated;

@@ -47,6 +47,7 @@ impl Host {
             hooks: NoEgress,
             limits: Limits {
                 memory_bytes,
+                memory_used: 0,
                 table_elements: 1 << 20,
                 hit: false,
             },
@@ -75,7 +76,10 @@ impl WasiHttpView for Host {
 
 /// Memory and table caps for one instance, remembering whether the guest ran into them.
 pub(crate) struct Limits {
+    /// Cap on all linear memories of the instance together.
     memory_bytes: usize,
+    /// Bytes of linear memory the instance holds now, across all its memories.
+    memory_used: usize,
     table_elements: usize,
     hit: bool,
 }
@@ -89,13 +93,17 @@ impl Limits {
 impl ResourceLimiter for Limits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // Refusing makes `memory.grow` return -1; the guest's allocator then fails, which
         // for ordinary toolchains is a trap. Either way the host's memory stays bounded.
-        let allowed = desired <= self.memory_bytes;
+        let total = self.memory_used - current.min(self.memory_used) + desired;
+        let allowed = total <= self.memory_bytes;
+        if allowed {
+            self.memory_used = total;
+        }
         self.hit |= !allowed;
         Ok(allowed)
     }

@@ -15,6 +15,7 @@ pub mod compile;
 pub mod engine;
 mod host;
 pub mod inspect;
+pub mod ssrf;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +76,8 @@ pub enum InvokeError {
     Failed,
     /// `timeout_ms` passed before the response started: `504 timeout`.
     TimedOut,
+    /// Every instance slot of the node is in use: `503 overloaded`.
+    Overloaded,
     /// The host could not even set up the request: `500`.
     Internal(String),
 }
@@ -82,6 +85,9 @@ pub enum InvokeError {
 /// The engine, the linker and the epoch ticker of a node.
 pub struct Runtime {
     engine: Engine,
+    /// One per pool slot, so a full pool refuses with `Overloaded` instead of failing to
+    /// instantiate.
+    slots: Arc<tokio::sync::Semaphore>,
     linker: Arc<Linker<Host>>,
     _ticker: engine::EpochTicker,
 }
@@ -98,6 +104,7 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker = engine::EpochTicker::start(&engine)?;
         Ok(Runtime {
+            slots: Arc::new(tokio::sync::Semaphore::new(pool.max_instances as usize)),
             engine,
             linker: Arc::new(linker),
             _ticker: ticker,
@@ -149,6 +156,9 @@ impl Runtime {
         // connection; the gateway decides what the caller is told.
         let request =
             request.map(|body| body.map_err(|_| wasmtime_wasi_http::Error::ConnectionTerminated));
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            return Err(InvokeError::Overloaded);
+        };
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + options.timeout;
         let (stdout, stderr) = (
@@ -196,6 +206,7 @@ impl Runtime {
             // including an in-flight response body, which the gateway then cuts off.
             let memory_limit_hit = store.data().limits.hit();
             drop(store);
+            drop(slot);
             let _ = outcome_tx.send(outcome.clone());
             let (out, out_dropped) = stdout.take();
             let (err, err_dropped) = stderr.take();

@@ -176,13 +176,46 @@ fn callers_over_their_rate_get_429_with_retry_after_and_others_do_not() {
     let url = format!("{}/limited", node.gateway);
     let spoof = [("x-forwarded-for".to_string(), "198.51.100.7".to_string())];
     request("GET", &url, None, &spoof).assert_error(429, "rate_limited");
-    // A caller with its own token has its own bucket.
+    // An invented token does not buy a fresh bucket either.
+    let invented = [(
+        "authorization".to_string(),
+        "Bearer moat_made_up".to_string(),
+    )];
+    request("GET", &url, None, &invented).assert_error(429, "rate_limited");
+    // A caller with its own (live) token has its own bucket.
     let token = [(
         "authorization".to_string(),
         format!("Bearer {}", node.token()),
     )];
     assert_eq!(request("GET", &url, None, &token).status, 200);
-    assert_eq!(hits(&node, "limited", "rate"), 2);
+    assert_eq!(hits(&node, "limited", "rate"), 3);
+}
+
+#[test]
+fn behind_a_trusted_proxy_forwarded_clients_get_their_own_buckets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start_on(
+        &tmp.path().join("data"),
+        &["--trusted-proxy", "127.0.0.0/8"],
+    );
+    node.deploy(&manifest(
+        tmp.path(),
+        "limited",
+        &wasm("hello"),
+        "/limited",
+        "[limits]\nrate_limit = \"1/m\"\n",
+    ));
+    let url = format!("{}/limited", node.gateway);
+    let from = |ip: &str| [("x-forwarded-for".to_string(), ip.to_string())];
+    assert_eq!(
+        request("GET", &url, None, &from("198.51.100.1")).status,
+        200
+    );
+    request("GET", &url, None, &from("198.51.100.1")).assert_error(429, "rate_limited");
+    assert_eq!(
+        request("GET", &url, None, &from("198.51.100.2")).status,
+        200
+    );
 }
 
 #[test]
