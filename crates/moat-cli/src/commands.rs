@@ -121,6 +121,8 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
                     .map_err(|e: String| anyhow::anyhow!("--trusted-proxy: {e}"))
             })
             .collect::<anyhow::Result<_>>()?,
+        egress_resolve: args.egress_resolve,
+        egress_timeout: Duration::from_millis(args.egress_timeout_ms),
     })
     .await
 }

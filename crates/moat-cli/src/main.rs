@@ -189,6 +189,13 @@ pub struct UpArgs {
     /// A proxy (address or CIDR) whose `x-forwarded-for` is believed; repeatable.
     #[arg(long = "trusted-proxy")]
     trusted_proxies: Vec<String>,
+    /// Milliseconds for one outbound request of a function (resolve, connect, response head).
+    #[arg(long, default_value_t = moat_node::defaults::EGRESS_TIMEOUT_MS)]
+    egress_timeout_ms: u64,
+    /// Testing: answer outbound DNS lookups of NAME with fixed addresses, one answer per
+    /// lookup (`NAME=IP[,IP][;IP]`); repeatable.
+    #[arg(long, hide = true)]
+    egress_resolve: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

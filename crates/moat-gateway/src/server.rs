@@ -261,17 +261,23 @@ impl Gateway {
         let (for_report, rid_for_report) = (Arc::clone(route), request_id.to_string());
         let result = self
             .runtime
-            .invoke(&route.prepared, req, route.options, move |report| {
-                // The slot is held until the guest has finished, body included.
-                drop(permit);
-                if report.memory_limit_hit {
-                    observer.limit_hit(&for_report.function, "memory", &rid_for_report);
-                }
-                if matches!(report.outcome, moat_runtime::Outcome::TimedOut) {
-                    observer.limit_hit(&for_report.function, "timeout", &rid_for_report);
-                }
-                observer.finished(&for_report, &rid_for_report, report)
-            })
+            .invoke(
+                &route.prepared,
+                req,
+                route.options,
+                route.egress.clone(),
+                move |report| {
+                    // The slot is held until the guest has finished, body included.
+                    drop(permit);
+                    if report.memory_limit_hit {
+                        observer.limit_hit(&for_report.function, "memory", &rid_for_report);
+                    }
+                    if matches!(report.outcome, moat_runtime::Outcome::TimedOut) {
+                        observer.limit_hit(&for_report.function, "timeout", &rid_for_report);
+                    }
+                    observer.finished(&for_report, &rid_for_report, report)
+                },
+            )
             .await;
         // A body that broke its limits is the caller's fault, whatever the guest made of it.
         match fault.get() {

@@ -23,3 +23,7 @@ pub const LOG_RECORDS_KEPT: u32 = 10_000;
 pub const MAX_ADMIN_JSON_BYTES: usize = 8 << 20;
 /// How long a stopping node waits for in-flight requests.
 pub const DRAIN_SECS: u64 = 30;
+/// Concurrent outbound requests per function.
+pub const EGRESS_CONCURRENCY: usize = 16;
+/// Time for one outbound request: resolve, connect, TLS and the response head.
+pub const EGRESS_TIMEOUT_MS: u64 = 10_000;

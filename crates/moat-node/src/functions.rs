@@ -14,9 +14,10 @@ use std::time::Duration;
 use moat_gateway::limits::Concurrency;
 use moat_gateway::validate::{InputRules, Schema};
 use moat_gateway::{Gateway, Match, Route, RouteTable};
-use moat_manifest::{FunctionSpec, RouteMatch};
+use moat_manifest::{FunctionSpec, HostPattern, RouteMatch};
 use moat_runtime::artifact::{self, ArtifactError, ArtifactStore};
 use moat_runtime::compile::{CompileLimits, compile_in_child};
+use moat_runtime::egress::{EgressObserver, EgressPolicy, HostGrant, Resolver};
 use moat_runtime::inspect::{ComponentInfo, inspect};
 use moat_runtime::{InvokeOptions, Prepared, Runtime};
 use moat_store::{NewVersion, Store, StoreError, VersionRecord, sha256_hex};
@@ -67,6 +68,17 @@ pub struct Functions {
     routes: Mutex<HashMap<(String, i64), Arc<Route>>>,
     /// One deploy, rollback or delete at a time on this node.
     changes: tokio::sync::Mutex<()>,
+    egress: Mutex<EgressSettings>,
+}
+
+/// Node-wide inputs of every function's egress policy.
+#[derive(Clone)]
+pub struct EgressSettings {
+    pub resolver: Arc<dyn Resolver>,
+    pub timeout: Duration,
+    /// The node's own listeners, never reachable by a function.
+    pub listeners: Vec<std::net::SocketAddr>,
+    pub observer: Arc<dyn EgressObserver>,
 }
 
 impl Functions {
@@ -78,6 +90,7 @@ impl Functions {
         exe: PathBuf,
         gateway: Arc<Gateway>,
         metrics: Arc<Metrics>,
+        egress: EgressSettings,
     ) -> Self {
         Functions {
             store,
@@ -90,7 +103,46 @@ impl Functions {
             prepared: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
+            egress: Mutex::new(egress),
         }
+    }
+
+    /// Records the addresses the node listens on, once bound.
+    pub fn set_listeners(&self, listeners: Vec<std::net::SocketAddr>) {
+        if let Ok(mut e) = self.egress.lock() {
+            e.listeners = listeners;
+        }
+    }
+
+    fn egress_policy(&self, spec: &FunctionSpec) -> Result<Option<Arc<EgressPolicy>>, DeployError> {
+        // Even with no grants there is a policy: its refusals are recorded like any other.
+        let grants = spec
+            .permissions
+            .outbound_hosts
+            .iter()
+            .map(|h| {
+                let p: HostPattern = h.parse().map_err(DeployError::Manifest)?;
+                Ok(HostGrant {
+                    https: p.https,
+                    host: p.host,
+                    port: p.port,
+                })
+            })
+            .collect::<Result<Vec<_>, DeployError>>()?;
+        let settings = self
+            .egress
+            .lock()
+            .map_err(|_| DeployError::Store("egress settings poisoned".into()))?
+            .clone();
+        Ok(Some(Arc::new(EgressPolicy {
+            function: spec.name.clone(),
+            grants,
+            resolver: settings.resolver,
+            timeout: settings.timeout,
+            slots: Arc::new(tokio::sync::Semaphore::new(defaults::EGRESS_CONCURRENCY)),
+            listeners: settings.listeners,
+            observer: settings.observer,
+        })))
     }
 
     /// Checks and stores an uploaded component.
@@ -240,6 +292,7 @@ impl Functions {
             None => None,
         };
         let max_concurrency = limits.max_concurrency.unwrap_or(defaults::MAX_CONCURRENCY) as usize;
+        let egress = self.egress_policy(&spec)?;
         Ok(Route {
             function: v.function.clone(),
             version: v.version,
@@ -274,6 +327,7 @@ impl Functions {
                 max_concurrency,
                 Duration::from_millis(defaults::QUEUE_WAIT_MS),
             ),
+            egress,
         })
     }
 

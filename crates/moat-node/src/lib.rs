@@ -49,6 +49,9 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Peers whose `x-forwarded-for` identifies the client (for rate limits).
     pub trusted_proxies: Vec<moat_gateway::limits::IpNet>,
+    /// Fixed DNS answers for outbound requests (`NAME=IP[,IP][;IP]`), for tests.
+    pub egress_resolve: Vec<String>,
+    pub egress_timeout: Duration,
 }
 
 /// Shared state of a running node.
@@ -130,7 +133,17 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Arc::clone(&store),
         Arc::clone(&metrics),
     ));
-    let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), observer);
+    let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), observer.clone());
+    let system: Arc<dyn moat_runtime::egress::Resolver> =
+        Arc::new(moat_runtime::egress::SystemResolver);
+    let resolver: Arc<dyn moat_runtime::egress::Resolver> = if config.egress_resolve.is_empty() {
+        system
+    } else {
+        Arc::new(
+            moat_runtime::egress::StaticResolver::parse(&config.egress_resolve, system)
+                .map_err(|e| anyhow::anyhow!("--egress-resolve: {e}"))?,
+        )
+    };
     gateway.set_config(moat_gateway::GatewayConfig {
         body_idle: config.client_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
@@ -143,6 +156,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         config.exe.clone(),
         Arc::clone(&gateway),
         Arc::clone(&metrics),
+        functions::EgressSettings {
+            resolver,
+            timeout: config.egress_timeout,
+            listeners: Vec::new(),
+            observer,
+        },
     );
     let node = Arc::new(Node {
         store,
@@ -159,6 +178,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
 
+    node.functions.set_listeners(vec![
+        gateway_listener.local_addr()?,
+        admin_listener.local_addr()?,
+    ]);
     let served = node.functions.refresh_routes().await?;
     node.ready.store(true, Ordering::Release);
     println!(

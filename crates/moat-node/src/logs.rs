@@ -160,3 +160,21 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogRecord>) {
         }
     }
 }
+
+impl moat_runtime::egress::EgressObserver for InvocationLog {
+    fn decided(&self, function: &str, target: &str, allowed: bool, reason: &str) {
+        self.metrics.egress(function, allowed);
+        if !allowed {
+            self.metrics.limit_hit(function, "egress_denied");
+            tracing::warn!(function, target, reason, "outbound request denied");
+            self.push(LogRecord {
+                function: function.to_string(),
+                version: 0,
+                request_id: "-".into(),
+                stream: "platform".into(),
+                at_ms: now_ms(),
+                text: format!("outbound request to {target} denied: {reason}"),
+            });
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub struct Metrics {
     responses: Mutex<HashMap<String, BTreeMap<u16, u64>>>,
     outcomes: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
     limit_hits: Mutex<BTreeMap<(String, &'static str), u64>>,
+    egress: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
     pub compilations: AtomicU64,
     pub artifact_rejections: AtomicU64,
     pub artifacts_loaded: AtomicU64,
@@ -45,8 +46,29 @@ impl Metrics {
         }
     }
 
+    pub fn egress(&self, function: &str, allowed: bool) {
+        if let Ok(mut m) = self.egress.lock() {
+            count(&mut m, function, if allowed { "allowed" } else { "denied" });
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP moat_egress_requests_total Outbound requests by function and decision."
+        );
+        let _ = writeln!(out, "# TYPE moat_egress_requests_total counter");
+        if let Ok(m) = self.egress.lock() {
+            for (f, by) in sorted(&m) {
+                for (d, n) in by {
+                    let _ = writeln!(
+                        out,
+                        "moat_egress_requests_total{{function=\"{f}\",decision=\"{d}\"}} {n}"
+                    );
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP moat_limit_hits_total Requests refused or stopped by a limit or check, by function and limit."

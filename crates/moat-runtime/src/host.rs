@@ -5,8 +5,8 @@
 //! - no preopened directories (every filesystem call fails: there is nothing to open);
 //! - empty environment, no arguments, closed stdin;
 //! - TCP, UDP and name lookup off, and every socket address refused;
-//! - `wasi:http/outgoing-handler` refuses every request (egress grants come with the
-//!   least-privilege capabilities);
+//! - `wasi:http/outgoing-handler` refuses every request unless the function has an egress
+//!   policy (`permissions.outbound_hosts`), which then checks each one ([`crate::egress`]);
 //! - stdout and stderr go to bounded in-memory buffers, never to the host terminal.
 
 use std::pin::Pin;
@@ -21,17 +21,24 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::egress::EgressPolicy;
+
 /// `T` of every `Store<T>`: one per request, dropped with the instance.
 pub struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: NoEgress,
+    hooks: Egress,
     pub(crate) limits: Limits,
 }
 
 impl Host {
-    pub(crate) fn new(stdout: LogBuffer, stderr: LogBuffer, memory_bytes: usize) -> Self {
+    pub(crate) fn new(
+        stdout: LogBuffer,
+        stderr: LogBuffer,
+        memory_bytes: usize,
+        egress: Option<Arc<EgressPolicy>>,
+    ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(stdout)
             .stderr(stderr)
@@ -44,7 +51,7 @@ impl Host {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: NoEgress,
+            hooks: Egress(egress),
             limits: Limits {
                 memory_bytes,
                 memory_used: 0,
@@ -130,22 +137,32 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// wasi:http hooks that refuse every outgoing request.
-struct NoEgress;
+/// wasi:http hooks: every outgoing request goes through the function's egress policy, and
+/// a function without one (no `outbound_hosts`) is refused outright.
+struct Egress(Option<Arc<EgressPolicy>>);
 
 type SendResult = wasmtime_wasi_http::Result<(
     http::Response<wasmtime_wasi_http::WasiBody>,
     Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
 )>;
 
-impl WasiHttpHooks for NoEgress {
+impl WasiHttpHooks for Egress {
     fn send_request(
         &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let policy = self.0.clone();
+        Box::new(async move {
+            let Some(policy) = policy else {
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            };
+            let response = policy.send(request).await?;
+            let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod artifact;
 pub mod compile;
+pub mod egress;
 pub mod engine;
 mod host;
 pub mod inspect;
@@ -145,6 +146,7 @@ impl Runtime {
         prepared: &Prepared,
         request: hyper::Request<B>,
         options: InvokeOptions,
+        egress: Option<Arc<egress::EgressPolicy>>,
         report: impl FnOnce(Report) + Send + 'static,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
     where
@@ -165,7 +167,7 @@ impl Runtime {
             LogBuffer::new(options.log_bytes),
             LogBuffer::new(options.log_bytes),
         );
-        let host = Host::new(stdout.clone(), stderr.clone(), options.memory_bytes);
+        let host = Host::new(stdout.clone(), stderr.clone(), options.memory_bytes, egress);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limits);
         store.set_epoch_deadline(1);
