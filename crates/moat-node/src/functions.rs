@@ -81,17 +81,28 @@ pub struct EgressSettings {
     pub observer: Arc<dyn EgressObserver>,
 }
 
+/// How components are compiled and where their sealed artifacts live.
+pub struct CompileSetup {
+    pub artifacts: ArtifactStore,
+    pub limits: CompileLimits,
+    /// The `moat` binary, started as `moat __compile`.
+    pub exe: PathBuf,
+}
+
 impl Functions {
     pub fn new(
         store: Arc<dyn Store>,
         runtime: Arc<Runtime>,
-        artifacts: ArtifactStore,
-        compile_limits: CompileLimits,
-        exe: PathBuf,
+        compile: CompileSetup,
         gateway: Arc<Gateway>,
         metrics: Arc<Metrics>,
         egress: EgressSettings,
     ) -> Self {
+        let CompileSetup {
+            artifacts,
+            limits: compile_limits,
+            exe,
+        } = compile;
         Functions {
             store,
             runtime,

@@ -151,9 +151,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let functions = functions::Functions::new(
         Arc::clone(&store),
         runtime,
-        artifacts,
-        config.compile_limits,
-        config.exe.clone(),
+        functions::CompileSetup {
+            artifacts,
+            limits: config.compile_limits,
+            exe: config.exe.clone(),
+        },
         Arc::clone(&gateway),
         Arc::clone(&metrics),
         functions::EgressSettings {
