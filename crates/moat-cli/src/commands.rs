@@ -10,7 +10,9 @@ use moat_manifest::Manifest;
 use serde_json::{Value, json};
 
 use crate::client::{Admin, Http};
-use crate::{Cli, Command, FunctionsCommand, LogFormat, Output, TokensCommand, UpArgs};
+use crate::{
+    Cli, Command, FunctionsCommand, LogFormat, Output, SecretsCommand, TokensCommand, UpArgs,
+};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli.token.clone().or_else(|| read_token_file(&cli.data_dir));
@@ -43,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Functions { command } => functions(&admin, command, out).await,
+        Command::Secrets { command } => secrets(&admin, command, out).await,
         Command::Tokens { command } => {
             let from_file = cli.token.is_none();
             tokens(
@@ -325,6 +328,71 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
             print(out, &v, || {
                 format!("{name} now serves version {}", v["version"])
             });
+        }
+    }
+    Ok(())
+}
+
+async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow::Result<()> {
+    match command {
+        SecretsCommand::Set { name, from_file } => {
+            let mut value = match &from_file {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?,
+                None => {
+                    use std::io::Read;
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("cannot read the value from stdin")?;
+                    buf
+                }
+            };
+            // `echo value | moat secrets set` adds a newline that is not part of the value.
+            if value.ends_with(b"\n") {
+                value.pop();
+                if value.ends_with(b"\r") {
+                    value.pop();
+                }
+            }
+            if value.is_empty() {
+                bail!("the secret value is empty (give it on stdin or with --from-file)");
+            }
+            let v = admin
+                .call(
+                    Method::PUT,
+                    &format!("/v1/secrets/{name}"),
+                    Some(("application/octet-stream", Bytes::from(value))),
+                )
+                .await?;
+            print(out, &v, || format!("set {name} (version {})", v["version"]));
+        }
+        SecretsCommand::List => {
+            let v = admin.call(Method::GET, "/v1/secrets", None).await?;
+            print(out, &v, || {
+                let mut s = format!("{:<32} {:>7}  {}", "NAME", "VERSION", "READERS");
+                for m in v["secrets"].as_array().into_iter().flatten() {
+                    let readers: Vec<&str> = m["readers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.as_str())
+                        .collect();
+                    s.push_str(&format!(
+                        "\n{:<32} {:>7}  {}",
+                        m["name"].as_str().unwrap_or(""),
+                        m["version"],
+                        readers.join(", ")
+                    ));
+                }
+                s
+            });
+        }
+        SecretsCommand::Delete { name } => {
+            let v = admin
+                .call(Method::DELETE, &format!("/v1/secrets/{name}"), None)
+                .await?;
+            print(out, &v, || format!("deleted {name}"));
         }
     }
     Ok(())

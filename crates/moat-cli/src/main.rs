@@ -87,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Secrets: write-only; no command ever prints a value.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// A function's captured output.
     Logs {
         name: String,
@@ -149,6 +154,21 @@ pub enum TokensCommand {
     /// Replace a token with a new secret (same role and scope); the old one is revoked.
     /// Rotating the data dir's own admin token rewrites `admin.token`.
     Rotate { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Set a secret (a new version) from stdin, or from a file; never from the command line.
+    Set {
+        name: String,
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// Names, versions and which functions may read them.
+    List,
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(clap::Args)]

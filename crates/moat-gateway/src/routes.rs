@@ -43,8 +43,8 @@ pub struct Route {
     /// `(count, per_secs)` per client.
     pub rate_limit: Option<(u32, u32)>,
     pub concurrency: Concurrency,
-    /// Outbound HTTP grants; `None` refuses every outbound request.
-    pub egress: Option<Arc<moat_runtime::egress::EgressPolicy>>,
+    /// What the function may reach beyond its sandbox.
+    pub grants: moat_runtime::Grants,
 }
 
 /// An immutable snapshot of every route; the gateway swaps in a new one atomically.

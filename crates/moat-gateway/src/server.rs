@@ -265,7 +265,7 @@ impl Gateway {
                 &route.prepared,
                 req,
                 route.options,
-                route.egress.clone(),
+                &route.grants,
                 move |report| {
                     // The slot is held until the guest has finished, body included.
                     drop(permit);

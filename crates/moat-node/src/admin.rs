@@ -386,6 +386,75 @@ async fn route(
             v["replaces"] = Value::String(id.to_string());
             Ok((StatusCode::CREATED, v))
         }
+        (&Method::PUT, ["v1", "secrets", name]) => {
+            need(caller, Action::SecretsManage)?;
+            if name.is_empty()
+                || name.len() > 128
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("a secret name is 1-128 characters of [a-z0-9-], found `{name}`"),
+                ));
+            }
+            let body = read_body(req, 64 * 1024).await?;
+            let value =
+                zeroize::Zeroizing::new(String::from_utf8(body.to_vec()).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "a secret value must be UTF-8 text",
+                    )
+                })?);
+            let version = node
+                .store
+                .put_secret(name, &value)
+                .await
+                .map_err(store_error)?;
+            node.vault.reload(&node.store).await.map_err(internal)?;
+            tracing::info!(secret = %name, version, by = %caller.id, "secret set");
+            Ok((StatusCode::OK, json!({ "name": name, "version": version })))
+        }
+        (&Method::GET, ["v1", "secrets"]) => {
+            need(caller, Action::SecretsManage)?;
+            let metas = node.store.list_secrets().await.map_err(store_error)?;
+            let active = node.store.active_versions().await.map_err(store_error)?;
+            let grants: Vec<(String, Vec<String>)> = active
+                .iter()
+                .filter_map(|v| {
+                    let spec: FunctionSpec = serde_json::from_str(&v.spec_json).ok()?;
+                    Some((v.function.clone(), spec.permissions.secrets))
+                })
+                .collect();
+            let list: Vec<Value> = metas
+                .iter()
+                .map(|m| {
+                    let readers: Vec<&str> = grants
+                        .iter()
+                        .filter(|(_, s)| s.contains(&m.name))
+                        .map(|(f, _)| f.as_str())
+                        .collect();
+                    json!({ "name": m.name, "version": m.version, "updated_at_ms": m.updated_at_ms, "readers": readers })
+                })
+                .collect();
+            Ok((StatusCode::OK, json!({ "secrets": list })))
+        }
+        (&Method::DELETE, ["v1", "secrets", name]) => {
+            need(caller, Action::SecretsManage)?;
+            if !node.store.delete_secret(name).await.map_err(store_error)? {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("secret `{name}` not found"),
+                ));
+            }
+            node.vault.reload(&node.store).await.map_err(internal)?;
+            tracing::info!(secret = %name, by = %caller.id, "secret deleted");
+            Ok((StatusCode::OK, json!({ "deleted": name })))
+        }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

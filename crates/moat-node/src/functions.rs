@@ -24,6 +24,7 @@ use moat_store::{NewVersion, Store, StoreError, VersionRecord, sha256_hex};
 
 use crate::defaults;
 use crate::metrics::Metrics;
+use crate::secrets::{FunctionConfig, Vault};
 
 /// Why a deploy (or rollback) failed. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,7 @@ pub struct Functions {
     /// One deploy, rollback or delete at a time on this node.
     changes: tokio::sync::Mutex<()>,
     egress: Mutex<EgressSettings>,
+    vault: Arc<Vault>,
 }
 
 /// Node-wide inputs of every function's egress policy.
@@ -97,6 +99,7 @@ impl Functions {
         gateway: Arc<Gateway>,
         metrics: Arc<Metrics>,
         egress: EgressSettings,
+        vault: Arc<Vault>,
     ) -> Self {
         let CompileSetup {
             artifacts,
@@ -115,6 +118,7 @@ impl Functions {
             routes: Mutex::new(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
             egress: Mutex::new(egress),
+            vault,
         }
     }
 
@@ -304,6 +308,20 @@ impl Functions {
         };
         let max_concurrency = limits.max_concurrency.unwrap_or(defaults::MAX_CONCURRENCY) as usize;
         let egress = self.egress_policy(&spec)?;
+        let config: Option<Arc<dyn moat_runtime::ConfigSource>> =
+            if spec.config.is_empty() && spec.permissions.secrets.is_empty() {
+                None
+            } else {
+                Some(Arc::new(FunctionConfig {
+                    config: spec
+                        .config
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    secrets: spec.permissions.secrets.clone(),
+                    vault: Arc::clone(&self.vault),
+                }))
+            };
         Ok(Route {
             function: v.function.clone(),
             version: v.version,
@@ -338,7 +356,7 @@ impl Functions {
                 max_concurrency,
                 Duration::from_millis(defaults::QUEUE_WAIT_MS),
             ),
-            egress,
+            grants: moat_runtime::Grants { egress, config },
         })
     }
 

@@ -11,6 +11,7 @@ pub mod defaults;
 mod functions;
 mod logs;
 mod metrics;
+mod secrets;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ pub struct NodeConfig {
 /// Shared state of a running node.
 pub struct Node {
     store: Arc<dyn Store>,
+    vault: Arc<secrets::Vault>,
     tokens: Arc<tokens::Tokens>,
     functions: functions::Functions,
     metrics: Arc<metrics::Metrics>,
@@ -148,6 +150,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         body_idle: config.client_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
     });
+    let vault = Arc::new(secrets::Vault::default());
+    vault.reload(&store).await?;
     let functions = functions::Functions::new(
         Arc::clone(&store),
         runtime,
@@ -164,9 +168,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             listeners: Vec::new(),
             observer,
         },
+        Arc::clone(&vault),
     );
     let node = Arc::new(Node {
         store,
+        vault,
         tokens,
         functions,
         metrics,

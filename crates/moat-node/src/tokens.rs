@@ -28,6 +28,7 @@ pub enum Action {
     FunctionDelete,
     LogsRead,
     TokensManage,
+    SecretsManage,
 }
 
 /// Whether `role` may perform `action`.

@@ -21,6 +21,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+
 use crate::egress::EgressPolicy;
 
 /// `T` of every `Store<T>`: one per request, dropped with the instance.
@@ -29,6 +31,8 @@ pub struct Host {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: Egress,
+    /// The `[config]` values and granted secrets: all `wasi:config/store` can see.
+    config: WasiConfigVariables,
     pub(crate) limits: Limits,
 }
 
@@ -38,6 +42,7 @@ impl Host {
         stderr: LogBuffer,
         memory_bytes: usize,
         egress: Option<Arc<EgressPolicy>>,
+        config: WasiConfigVariables,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(stdout)
@@ -52,6 +57,7 @@ impl Host {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: Egress(egress),
+            config,
             limits: Limits {
                 memory_bytes,
                 memory_used: 0,
@@ -59,6 +65,12 @@ impl Host {
                 hit: false,
             },
         }
+    }
+}
+
+impl Host {
+    pub(crate) fn config(&mut self) -> WasiConfig<'_> {
+        WasiConfig::from(&self.config)
     }
 }
 

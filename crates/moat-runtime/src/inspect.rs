@@ -9,10 +9,12 @@ use wasmparser::{Encoding, Parser, Payload};
 /// The interface every function must export.
 pub const HANDLER_INTERFACE: &str = "wasi:http/incoming-handler";
 
-/// WASI 0.2 packages the node links (what is not granted is denied at call time).
+/// Packages the node links: WASI 0.2 and the capabilities (what is not granted is denied
+/// at call time).
 const LINKED_PACKAGES: &[&str] = &[
     "wasi:cli",
     "wasi:clocks",
+    "wasi:config",
     "wasi:filesystem",
     "wasi:http",
     "wasi:io",

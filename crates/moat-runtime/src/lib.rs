@@ -48,6 +48,21 @@ pub struct InvokeOptions {
     pub log_bytes: usize,
 }
 
+/// Supplies the values a function may read through `wasi:config/store`, fresh for each
+/// invocation (so a new secret version is served at once).
+pub trait ConfigSource: Send + Sync {
+    fn variables(&self) -> Vec<(String, String)>;
+}
+
+/// What a function has been granted, beyond what every function gets.
+#[derive(Clone, Default)]
+pub struct Grants {
+    /// Outbound HTTP; `None` refuses every outbound request.
+    pub egress: Option<Arc<egress::EgressPolicy>>,
+    /// `wasi:config` values; `None` is an empty store.
+    pub config: Option<Arc<dyn ConfigSource>>,
+}
+
 /// How an invocation ended, for logs and metrics. Never shown to a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -103,6 +118,9 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        // Capabilities: each checks its grant when called.
+        wasmtime_wasi_config::add_to_linker(&mut linker, Host::config)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker = engine::EpochTicker::start(&engine)?;
         Ok(Runtime {
             slots: Arc::new(tokio::sync::Semaphore::new(pool.max_instances as usize)),
@@ -146,7 +164,7 @@ impl Runtime {
         prepared: &Prepared,
         request: hyper::Request<B>,
         options: InvokeOptions,
-        egress: Option<Arc<egress::EgressPolicy>>,
+        grants: &Grants,
         report: impl FnOnce(Report) + Send + 'static,
     ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
     where
@@ -167,7 +185,17 @@ impl Runtime {
             LogBuffer::new(options.log_bytes),
             LogBuffer::new(options.log_bytes),
         );
-        let host = Host::new(stdout.clone(), stderr.clone(), options.memory_bytes, egress);
+        let config = match &grants.config {
+            Some(source) => source.variables().into_iter().collect(),
+            None => Default::default(),
+        };
+        let host = Host::new(
+            stdout.clone(),
+            stderr.clone(),
+            options.memory_bytes,
+            grants.egress.clone(),
+            config,
+        );
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limits);
         store.set_epoch_deadline(1);

@@ -15,6 +15,29 @@ pub async fn run_all(store: &dyn Store) {
     meta_is_set_once(store).await;
     tokens_round_trip(store).await;
     logs_are_bounded(store).await;
+    secrets_are_versioned(store).await;
+}
+
+async fn secrets_are_versioned(store: &dyn Store) {
+    assert_eq!(store.put_secret("stripe-key", "v1").await.unwrap(), 1);
+    assert_eq!(store.put_secret("stripe-key", "v2").await.unwrap(), 2);
+    assert_eq!(store.put_secret("other", "x").await.unwrap(), 1);
+    let meta = store.list_secrets().await.unwrap();
+    assert_eq!(
+        meta.iter()
+            .map(|m| (m.name.as_str(), m.version))
+            .collect::<Vec<_>>(),
+        vec![("other", 1), ("stripe-key", 2)]
+    );
+    assert_eq!(
+        store.secret_values().await.unwrap(),
+        vec![
+            ("other".to_string(), "x".to_string()),
+            ("stripe-key".to_string(), "v2".to_string())
+        ]
+    );
+    assert!(store.delete_secret("other").await.unwrap());
+    assert!(!store.delete_secret("other").await.unwrap());
 }
 
 fn new_version(function: &str, route: &str, digest: &str, spec: &str) -> NewVersion {

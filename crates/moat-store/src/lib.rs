@@ -84,6 +84,15 @@ pub struct TokenRecord {
     pub function: Option<String>,
 }
 
+/// A secret's metadata. Its value never leaves the store except to the capability that
+/// serves a granted function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMeta {
+    pub name: String,
+    pub version: i64,
+    pub updated_at_ms: i64,
+}
+
 /// A chunk of a function's captured output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord {
@@ -134,6 +143,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
     /// Marks a token revoked. Returns whether it existed.
     async fn revoke_token(&self, id: &str) -> Result<bool>;
+
+    /// Sets a secret's value as a new version; returns the version.
+    async fn put_secret(&self, name: &str, value: &str) -> Result<i64>;
+    async fn delete_secret(&self, name: &str) -> Result<bool>;
+    async fn list_secrets(&self) -> Result<Vec<SecretMeta>>;
+    /// Every secret's current value: for the node's config capability only.
+    async fn secret_values(&self) -> Result<Vec<(String, String)>>;
 
     async fn append_logs(&self, records: Vec<LogRecord>) -> Result<()>;
     async fn logs(&self, query: LogQuery) -> Result<Vec<LogRecord>>;

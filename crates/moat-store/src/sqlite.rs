@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    FunctionRecord, LogQuery, LogRecord, NewVersion, Result, Store, StoreError, TokenRecord,
-    VersionRecord, now_ms, sha256_hex,
+    FunctionRecord, LogQuery, LogRecord, NewVersion, Result, SecretMeta, Store, StoreError,
+    TokenRecord, VersionRecord, now_ms, sha256_hex,
 };
 
 /// Versioned migrations. Never edit a released one; append a new one.
@@ -71,10 +71,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE tokens ADD COLUMN function TEXT;
     "#,
     ),
+    (
+        3,
+        r#"
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A [`Store`] on an embedded SQLite database.
 #[derive(Clone)]
@@ -522,6 +533,75 @@ impl Store for SqliteStore {
                 .execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", params![id])
                 .map_err(backend)?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn put_secret(&self, name: &str, value: &str) -> Result<i64> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO secrets (name, value, version, updated_at_ms) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+                     version = secrets.version + 1, updated_at_ms = excluded.updated_at_ms",
+                params![name, value, now_ms()],
+            )
+            .map_err(backend)?;
+            let version: i64 = tx
+                .query_row(
+                    "SELECT version FROM secrets WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute("DELETE FROM secrets WHERE name = ?1", params![name])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<SecretMeta>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT name, version, updated_at_ms FROM secrets ORDER BY name")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(SecretMeta {
+                        name: r.get(0)?,
+                        version: r.get(1)?,
+                        updated_at_ms: r.get(2)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn secret_values(&self) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT name, value FROM secrets ORDER BY name")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
     }

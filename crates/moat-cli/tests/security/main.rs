@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod config;
 mod egress;
 mod http;
 mod limits;

@@ -5,7 +5,9 @@ use std::io::Write as _;
 
 use tp_common::query_number;
 use wasi::exports::wasi::http::incoming_handler::Guest;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct BigResponse;
 
@@ -20,7 +22,11 @@ impl Guest for BigResponse {
         let mut written = 0u64;
         while written < bytes {
             let len = (bytes - written).min(chunk.len() as u64) as usize;
-            if out.write_all(&chunk[..len]).and_then(|()| std::io::Write::flush(&mut out)).is_err() {
+            if out
+                .write_all(&chunk[..len])
+                .and_then(|()| std::io::Write::flush(&mut out))
+                .is_err()
+            {
                 return; // the host cut the response off
             }
             written += len as u64;

@@ -18,10 +18,18 @@ fn get(url: &str) -> Result<(u16, Option<String>, String), String> {
         None => (rest, "/"),
     };
     let request = OutgoingRequest::new(Fields::new());
-    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    let scheme = if scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     request.set_scheme(Some(&scheme)).map_err(|()| "scheme")?;
-    request.set_authority(Some(authority)).map_err(|()| "authority")?;
-    request.set_path_with_query(Some(path)).map_err(|()| "path")?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| "authority")?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| "path")?;
     let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
     future.subscribe().block();
     let response = future
@@ -41,7 +49,11 @@ fn get(url: &str) -> Result<(u16, Option<String>, String), String> {
     while let Ok(chunk) = stream.blocking_read(64 * 1024) {
         bytes.extend_from_slice(&chunk);
     }
-    Ok((status, location, String::from_utf8_lossy(&bytes).into_owned()))
+    Ok((
+        status,
+        location,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
 }
 
 impl Guest for Fetch {
@@ -52,9 +64,7 @@ impl Guest for Fetch {
             return respond(response_out, 400, "text/plain", b"missing url=");
         };
         let mut result = get(url);
-        if follow
-            && let Ok((300..=399, Some(location), _)) = &result
-        {
+        if follow && let Ok((300..=399, Some(location), _)) = &result {
             result = get(&location.clone());
         }
         let text = match result {

@@ -19,7 +19,12 @@ impl Guest for Memory {
             blocks.push(vec![1u8; 1 << 20]);
         }
         let total: usize = blocks.iter().map(Vec::len).sum();
-        respond(response_out, 200, "text/plain", format!("allocated {} MiB", total >> 20).as_bytes());
+        respond(
+            response_out,
+            200,
+            "text/plain",
+            format!("allocated {} MiB", total >> 20).as_bytes(),
+        );
     }
 }
 

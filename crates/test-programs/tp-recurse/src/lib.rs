@@ -10,7 +10,11 @@ struct Recurse;
 #[inline(never)]
 fn descend(n: u64) -> u64 {
     let frame = std::hint::black_box([n; 16]);
-    if n == 0 { frame[0] } else { descend(n - 1).wrapping_add(frame[15]) }
+    if n == 0 {
+        frame[0]
+    } else {
+        descend(n - 1).wrapping_add(frame[15])
+    }
 }
 
 impl Guest for Recurse {
@@ -20,7 +24,12 @@ impl Guest for Recurse {
             Err(message) => return respond(response_out, 400, "text/plain", message.as_bytes()),
         };
         let sum = descend(std::hint::black_box(depth));
-        respond(response_out, 200, "text/plain", format!("reached {sum}").as_bytes());
+        respond(
+            response_out,
+            200,
+            "text/plain",
+            format!("reached {sum}").as_bytes(),
+        );
     }
 }
 

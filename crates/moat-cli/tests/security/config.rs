@@ -1,0 +1,117 @@
+//! Config and secrets through `wasi:config/store`: a function sees its `[config]` and the
+//! secrets it is granted, nothing else — not another function's, not in `get-all` — and no
+//! command or endpoint ever returns a secret's value.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::common::{MOAT, Node, manifest, wasm};
+
+fn set_secret(node: &Node, name: &str, value: &str) {
+    let mut child = std::process::Command::new(MOAT)
+        .args(["--admin", &node.admin, "--data-dir"])
+        .arg(&node.data_dir)
+        .args(["secrets", "set", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{value}\n").as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn functions_see_only_their_config_and_granted_secrets() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    set_secret(&node, "stripe-key", "sk_live_first");
+    set_secret(&node, "root-password", "hunter2");
+    node.deploy(&manifest(
+        dir.path(),
+        "orders",
+        &wasm("tp_config"),
+        "/orders",
+        "[permissions]\nsecrets = [\"stripe-key\"]\n[config]\ncurrency = \"EUR\"\n",
+    ));
+    node.deploy(&manifest(
+        dir.path(),
+        "other",
+        &wasm("tp_config"),
+        "/other",
+        "",
+    ));
+
+    let r = node.get("/orders?key=stripe-key").body;
+    assert!(r.starts_with("stripe-key=sk_live_first\n"), "{r}");
+    assert!(r.ends_with("keys: currency,stripe-key"), "{r}");
+    assert!(
+        node.get("/orders?key=currency")
+            .body
+            .starts_with("currency=EUR")
+    );
+    // Not granted: absent from get and get-all.
+    let r = node.get("/orders?key=root-password").body;
+    assert!(r.starts_with("root-password absent"), "{r}");
+    assert!(!r.contains("hunter2"));
+    // Another function's grant is not this one's.
+    let r = node.get("/other?key=stripe-key").body;
+    assert_eq!(r, "stripe-key absent\nkeys: ");
+
+    // A new version is served to the next invocation.
+    set_secret(&node, "stripe-key", "sk_live_second");
+    assert!(
+        node.get("/orders?key=stripe-key")
+            .body
+            .starts_with("stripe-key=sk_live_second")
+    );
+
+    // Listing shows names, versions and readers; never a value.
+    let list = node.moat_ok(&["secrets", "list", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let stripe = v["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "stripe-key")
+        .unwrap();
+    assert_eq!(stripe["version"], 2);
+    assert_eq!(stripe["readers"], serde_json::json!(["orders"]));
+    for value in ["sk_live", "hunter2"] {
+        assert!(!list.contains(value), "{list}");
+    }
+    // There is no endpoint that returns one.
+    let r = node.admin_get("/v1/secrets/stripe-key", Some(&node.token()));
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+#[test]
+fn a_config_key_that_is_also_a_granted_secret_fails_the_deploy() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "clash",
+        &wasm("tp_config"),
+        "/clash",
+        "[permissions]\nsecrets = [\"token\"]\n[config]\ntoken = \"x\"\n",
+    );
+    let out = node.moat(&["deploy", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`config.token`"));
+}
+
+#[test]
+fn only_admins_manage_secrets() {
+    let node = Node::start();
+    let v: serde_json::Value = serde_json::from_str(
+        &node.moat_ok(&["tokens", "create", "--role", "deployer", "--output", "json"]),
+    )
+    .unwrap();
+    let deployer = v["token"].as_str().unwrap();
+    assert_eq!(node.admin_get("/v1/secrets", Some(deployer)).status, 403);
+}

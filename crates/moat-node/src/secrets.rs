@@ -1,0 +1,56 @@
+//! Secrets as a function sees them: only those its manifest grants, through `wasi:config`.
+//!
+//! Values are written by administrators (`moat secrets set`), never read back by any
+//! endpoint or command, and held here for the config capability. (Encryption at rest and
+//! per-read audit records come with the secrets-manager work.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use moat_runtime::ConfigSource;
+use moat_store::Store;
+
+/// Current secret values, reloaded whenever one changes.
+#[derive(Default)]
+pub struct Vault {
+    values: RwLock<HashMap<String, Arc<str>>>,
+}
+
+impl Vault {
+    pub async fn reload(&self, store: &Arc<dyn Store>) -> anyhow::Result<()> {
+        let values = store
+            .secret_values()
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, Arc::from(v)))
+            .collect();
+        if let Ok(mut m) = self.values.write() {
+            *m = values;
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<str>> {
+        self.values.read().ok()?.get(name).cloned()
+    }
+}
+
+/// What one function may read: its `[config]` table and its granted secrets.
+pub struct FunctionConfig {
+    pub config: Vec<(String, String)>,
+    pub secrets: Vec<String>,
+    pub vault: Arc<Vault>,
+}
+
+impl ConfigSource for FunctionConfig {
+    fn variables(&self) -> Vec<(String, String)> {
+        let mut vars = self.config.clone();
+        for name in &self.secrets {
+            // A granted secret that does not exist (yet) is simply absent.
+            if let Some(value) = self.vault.get(name) {
+                vars.push((name.clone(), value.to_string()));
+            }
+        }
+        vars
+    }
+}
