@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Admin, Http};
 use crate::{
-    Cli, Command, FunctionsCommand, LogFormat, Output, SecretsCommand, TokensCommand, UpArgs,
+    Cli, Command, FunctionsCommand, LogFormat, Output, PolicyCommand, SecretsCommand,
+    TokensCommand, UpArgs,
 };
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Functions { command } => functions(&admin, command, out).await,
         Command::Secrets { command } => secrets(&admin, command, out).await,
+        Command::Policy { command } => policy(&admin, command, out).await,
         Command::Tokens { command } => {
             let from_file = cli.token.is_none();
             tokens(
@@ -328,6 +330,59 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
             print(out, &v, || {
                 format!("{name} now serves version {}", v["version"])
             });
+        }
+    }
+    Ok(())
+}
+
+async fn policy(admin: &Admin, command: PolicyCommand, out: Output) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Add { file, name } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read `{}`", file.display()))?;
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("policy")
+                    .to_string(),
+            };
+            let v = admin
+                .call(
+                    Method::PUT,
+                    &format!("/v1/policies/{name}"),
+                    Some(("text/plain", Bytes::from(text))),
+                )
+                .await
+                .with_context(|| format!("`{}` was refused", file.display()))?;
+            print(out, &v, || {
+                format!("added guardrail {name} ({} policies)", v["policies"])
+            });
+        }
+        PolicyCommand::List => {
+            let v = admin.call(Method::GET, "/v1/policies", None).await?;
+            print(out, &v, || {
+                let mut s = String::new();
+                for p in v["policies"].as_array().into_iter().flatten() {
+                    s.push_str(&format!(
+                        "# {}\n{}\n",
+                        p["name"].as_str().unwrap_or(""),
+                        p["text"].as_str().unwrap_or("").trim_end()
+                    ));
+                }
+                if s.is_empty() {
+                    "no guardrails".to_string()
+                } else {
+                    s.trim_end().to_string()
+                }
+            });
+        }
+        PolicyCommand::Remove { name } => {
+            let v = admin
+                .call(Method::DELETE, &format!("/v1/policies/{name}"), None)
+                .await?;
+            print(out, &v, || format!("removed guardrail {name}"));
         }
     }
     Ok(())

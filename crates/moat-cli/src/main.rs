@@ -92,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Organization guardrails: Cedar `forbid` policies, judged with every grant.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// A function's captured output.
     Logs {
         name: String,
@@ -169,6 +174,21 @@ pub enum SecretsCommand {
     Delete {
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Add (or replace) a guardrail file, validated against Moat's Cedar schema.
+    Add {
+        file: PathBuf,
+        /// Default: the file name without `.cedar`.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List guardrails.
+    List,
+    /// Remove a guardrail.
+    Remove { name: String },
 }
 
 #[derive(clap::Args)]

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::Node;
 use crate::defaults;
 use crate::functions::DeployError;
-use crate::tokens::{Action, ROLES, allows};
+use crate::tokens::{Action, ROLES};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -160,9 +160,9 @@ fn authorize(node: &Node, req: &Request<Incoming>) -> Result<TokenRecord, ApiErr
     node.tokens.check(token).ok_or_else(unauthorized)
 }
 
-/// Refuses with `403` unless the caller's role allows `action`.
-fn need(caller: &TokenRecord, action: Action) -> Result<(), ApiError> {
-    if allows(&caller.role, action) {
+/// Refuses with `403` unless the policy engine lets the caller's role do `action`.
+fn need(node: &Node, caller: &TokenRecord, action: Action) -> Result<(), ApiError> {
+    if node.policies.token_may(caller, action.as_str(), None) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -184,7 +184,7 @@ async fn route(
     let query = parse_query(req.uri().query().unwrap_or(""));
     match (method, segments.as_slice()) {
         (&Method::PUT, ["v1", "components", digest]) => {
-            need(caller, Action::FunctionDeploy)?;
+            need(node, caller, Action::FunctionDeploy)?;
             let digest = digest.to_string();
             let body = read_body(req, MAX_COMPONENT_BYTES).await?;
             let info = node.functions.upload(&digest, &body).await?;
@@ -197,7 +197,7 @@ async fn route(
             ))
         }
         (&Method::POST, ["v1", "functions"]) => {
-            need(caller, Action::FunctionDeploy)?;
+            need(node, caller, Action::FunctionDeploy)?;
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]
             struct DeployRequest {
@@ -220,12 +220,12 @@ async fn route(
             Ok((StatusCode::CREATED, version_json(&record)))
         }
         (&Method::GET, ["v1", "functions"]) => {
-            need(caller, Action::FunctionRead)?;
+            need(node, caller, Action::FunctionRead)?;
             let list = node.store.list_functions().await.map_err(store_error)?;
             Ok((StatusCode::OK, json!({ "functions": list })))
         }
         (&Method::GET, ["v1", "functions", name]) => {
-            need(caller, Action::FunctionRead)?;
+            need(node, caller, Action::FunctionRead)?;
             let f = node
                 .store
                 .get_function(name)
@@ -247,7 +247,7 @@ async fn route(
             ))
         }
         (&Method::DELETE, ["v1", "functions", name]) => {
-            need(caller, Action::FunctionDelete)?;
+            need(node, caller, Action::FunctionDelete)?;
             if node.functions.delete(name).await? {
                 tracing::info!(function = %name, "deleted");
                 Ok((StatusCode::OK, json!({ "deleted": name })))
@@ -256,7 +256,7 @@ async fn route(
             }
         }
         (&Method::POST, ["v1", "functions", name, "rollback"]) => {
-            need(caller, Action::FunctionRollback)?;
+            need(node, caller, Action::FunctionRollback)?;
             #[derive(Deserialize, Default)]
             #[serde(deny_unknown_fields)]
             struct Rollback {
@@ -279,7 +279,7 @@ async fn route(
             Ok((StatusCode::OK, version_json(&record)))
         }
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
-            need(caller, Action::LogsRead)?;
+            need(node, caller, Action::LogsRead)?;
             let number = |key: &str| -> Result<Option<i64>, ApiError> {
                 query
                     .get(key)
@@ -309,13 +309,13 @@ async fn route(
         }
         (&Method::GET, ["v1", "whoami"]) => Ok((StatusCode::OK, token_json(caller))),
         (&Method::GET, ["v1", "tokens"]) => {
-            need(caller, Action::TokensManage)?;
+            need(node, caller, Action::TokensManage)?;
             let tokens = node.store.list_tokens().await.map_err(store_error)?;
             let tokens: Vec<Value> = tokens.iter().map(token_json).collect();
             Ok((StatusCode::OK, json!({ "tokens": tokens })))
         }
         (&Method::POST, ["v1", "tokens"]) => {
-            need(caller, Action::TokensManage)?;
+            need(node, caller, Action::TokensManage)?;
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]
             struct NewToken {
@@ -340,7 +340,7 @@ async fn route(
             Ok((StatusCode::CREATED, v))
         }
         (&Method::DELETE, ["v1", "tokens", id]) => {
-            need(caller, Action::TokensManage)?;
+            need(node, caller, Action::TokensManage)?;
             if !node.store.revoke_token(id).await.map_err(store_error)? {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -353,7 +353,7 @@ async fn route(
             Ok((StatusCode::OK, json!({ "revoked": id })))
         }
         (&Method::POST, ["v1", "tokens", id, "rotate"]) => {
-            need(caller, Action::TokensManage)?;
+            need(node, caller, Action::TokensManage)?;
             let old = node
                 .store
                 .list_tokens()
@@ -387,7 +387,7 @@ async fn route(
             Ok((StatusCode::CREATED, v))
         }
         (&Method::PUT, ["v1", "secrets", name]) => {
-            need(caller, Action::SecretsManage)?;
+            need(node, caller, Action::SecretsManage)?;
             if name.is_empty()
                 || name.len() > 128
                 || !name
@@ -419,7 +419,7 @@ async fn route(
             Ok((StatusCode::OK, json!({ "name": name, "version": version })))
         }
         (&Method::GET, ["v1", "secrets"]) => {
-            need(caller, Action::SecretsManage)?;
+            need(node, caller, Action::SecretsManage)?;
             let metas = node.store.list_secrets().await.map_err(store_error)?;
             let active = node.store.active_versions().await.map_err(store_error)?;
             let grants: Vec<(String, Vec<String>)> = active
@@ -443,7 +443,7 @@ async fn route(
             Ok((StatusCode::OK, json!({ "secrets": list })))
         }
         (&Method::DELETE, ["v1", "secrets", name]) => {
-            need(caller, Action::SecretsManage)?;
+            need(node, caller, Action::SecretsManage)?;
             if !node.store.delete_secret(name).await.map_err(store_error)? {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -453,6 +453,64 @@ async fn route(
             }
             node.vault.reload(&node.store).await.map_err(internal)?;
             tracing::info!(secret = %name, by = %caller.id, "secret deleted");
+            Ok((StatusCode::OK, json!({ "deleted": name })))
+        }
+        (&Method::GET, ["v1", "policies"]) => {
+            need(node, caller, Action::PolicyManage)?;
+            let list: Vec<Value> = node
+                .store
+                .policies()
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .map(|(name, text)| json!({ "name": name, "text": text }))
+                .collect();
+            Ok((StatusCode::OK, json!({ "policies": list })))
+        }
+        (&Method::PUT, ["v1", "policies", name]) => {
+            need(node, caller, Action::PolicyManage)?;
+            if name.is_empty()
+                || name.len() > 63
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("a policy name is 1-63 characters of [a-z0-9-], found `{name}`"),
+                ));
+            }
+            let body = read_body(req, 256 * 1024).await?;
+            let text = String::from_utf8(body.to_vec()).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_policy",
+                    "a policy file must be UTF-8",
+                )
+            })?;
+            let count = node.policies.read().check_guardrail(&text).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string())
+            })?;
+            node.store
+                .put_policy(name, &text)
+                .await
+                .map_err(store_error)?;
+            node.reload_guardrails().await.map_err(internal)?;
+            tracing::info!(policy = %name, count, by = %caller.id, "guardrail added");
+            Ok((StatusCode::OK, json!({ "name": name, "policies": count })))
+        }
+        (&Method::DELETE, ["v1", "policies", name]) => {
+            need(node, caller, Action::PolicyManage)?;
+            if !node.store.delete_policy(name).await.map_err(store_error)? {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("policy `{name}` not found"),
+                ));
+            }
+            node.reload_guardrails().await.map_err(internal)?;
+            tracing::info!(policy = %name, by = %caller.id, "guardrail removed");
             Ok((StatusCode::OK, json!({ "deleted": name })))
         }
         _ => Err(ApiError::new(

@@ -24,6 +24,7 @@ use moat_store::{NewVersion, Store, StoreError, VersionRecord, sha256_hex};
 
 use crate::defaults;
 use crate::metrics::Metrics;
+use crate::policy::{Policies, grants_of};
 use crate::secrets::{FunctionConfig, Vault};
 
 /// Why a deploy (or rollback) failed. Each message says what to fix.
@@ -71,6 +72,7 @@ pub struct Functions {
     changes: tokio::sync::Mutex<()>,
     egress: Mutex<EgressSettings>,
     vault: Arc<Vault>,
+    policies: Policies,
 }
 
 /// Node-wide inputs of every function's egress policy.
@@ -81,6 +83,13 @@ pub struct EgressSettings {
     /// The node's own listeners, never reachable by a function.
     pub listeners: Vec<std::net::SocketAddr>,
     pub observer: Arc<dyn EgressObserver>,
+}
+
+/// What the capabilities of every function are built from.
+pub struct CapabilitySetup {
+    pub egress: EgressSettings,
+    pub vault: Arc<Vault>,
+    pub policies: Policies,
 }
 
 /// How components are compiled and where their sealed artifacts live.
@@ -98,9 +107,13 @@ impl Functions {
         compile: CompileSetup,
         gateway: Arc<Gateway>,
         metrics: Arc<Metrics>,
-        egress: EgressSettings,
-        vault: Arc<Vault>,
+        capabilities: CapabilitySetup,
     ) -> Self {
+        let CapabilitySetup {
+            egress,
+            vault,
+            policies,
+        } = capabilities;
         let CompileSetup {
             artifacts,
             limits: compile_limits,
@@ -119,6 +132,15 @@ impl Functions {
             changes: tokio::sync::Mutex::new(()),
             egress: Mutex::new(egress),
             vault,
+            policies,
+        }
+    }
+
+    /// Forgets every built route, so the next refresh re-judges grants (after a guardrail
+    /// change).
+    pub fn invalidate_routes(&self) {
+        if let Ok(mut m) = self.routes.lock() {
+            m.clear();
         }
     }
 
@@ -157,6 +179,7 @@ impl Functions {
             slots: Arc::new(tokio::sync::Semaphore::new(defaults::EGRESS_CONCURRENCY)),
             listeners: settings.listeners,
             observer: settings.observer,
+            authorizer: Some(Arc::new(self.policies.clone())),
         })))
     }
 
@@ -307,7 +330,22 @@ impl Functions {
             None => None,
         };
         let max_concurrency = limits.max_concurrency.unwrap_or(defaults::MAX_CONCURRENCY) as usize;
+        self.policies
+            .write()
+            .set_grants(&spec.name, grants_of(&spec))
+            .map_err(|e| DeployError::Manifest(e.to_string()))?;
         let egress = self.egress_policy(&spec)?;
+        // Secrets are judged now (grant and guardrails are fixed until the next change, which
+        // rebuilds this route); a forbidden one is simply absent to the function.
+        let mut secrets = Vec::new();
+        for name in &spec.permissions.secrets {
+            if self.policies.read().may_read_secret(&spec.name, name) {
+                secrets.push(name.clone());
+            } else {
+                self.metrics.limit_hit(&spec.name, "secret_denied");
+                tracing::warn!(function = %spec.name, secret = %name, "secret read forbidden by policy");
+            }
+        }
         let config: Option<Arc<dyn moat_runtime::ConfigSource>> =
             if spec.config.is_empty() && spec.permissions.secrets.is_empty() {
                 None
@@ -318,7 +356,7 @@ impl Functions {
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
-                    secrets: spec.permissions.secrets.clone(),
+                    secrets,
                     vault: Arc::clone(&self.vault),
                 }))
             };

@@ -11,6 +11,7 @@ pub mod defaults;
 mod functions;
 mod logs;
 mod metrics;
+mod policy;
 mod secrets;
 mod tokens;
 
@@ -59,6 +60,7 @@ pub struct NodeConfig {
 pub struct Node {
     store: Arc<dyn Store>,
     vault: Arc<secrets::Vault>,
+    policies: policy::Policies,
     tokens: Arc<tokens::Tokens>,
     functions: functions::Functions,
     metrics: Arc<metrics::Metrics>,
@@ -95,7 +97,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         );
     }
 
-    let tokens = tokens::Tokens::load(&store).await?;
+    let policies = policy::Policies::new()?;
+    let guardrails = store.policies().await?;
+    policies.write().set_guardrails(guardrails)?;
+    let tokens = tokens::Tokens::load(&store, policies.clone()).await?;
     let token_file = dir.join("admin.token");
     if tokens.is_empty() {
         let token = datadir::new_token()?;
@@ -121,7 +126,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     } else {
         println!("moat: admin token in {}", token_file.display());
     }
-    let tokens = Arc::new(tokens::Tokens::load(&store).await?);
+    let tokens = Arc::new(tokens::Tokens::load(&store, policies.clone()).await?);
 
     let runtime = Arc::new(Runtime::new(&config.pool)?);
     let artifacts = ArtifactStore::new(
@@ -162,17 +167,21 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         },
         Arc::clone(&gateway),
         Arc::clone(&metrics),
-        functions::EgressSettings {
-            resolver,
-            timeout: config.egress_timeout,
-            listeners: Vec::new(),
-            observer,
+        functions::CapabilitySetup {
+            egress: functions::EgressSettings {
+                resolver,
+                timeout: config.egress_timeout,
+                listeners: Vec::new(),
+                observer,
+            },
+            vault: Arc::clone(&vault),
+            policies: policies.clone(),
         },
-        Arc::clone(&vault),
     );
     let node = Arc::new(Node {
         store,
         vault,
+        policies,
         tokens,
         functions,
         metrics,
@@ -235,6 +244,17 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let _ = tokio::join!(gw, adm);
     println!("moat: stopped");
     Ok(())
+}
+
+impl Node {
+    /// Recompiles the guardrails from the store and re-judges every serving route.
+    async fn reload_guardrails(&self) -> anyhow::Result<()> {
+        let guardrails = self.store.policies().await?;
+        self.policies.write().set_guardrails(guardrails)?;
+        self.functions.invalidate_routes();
+        self.functions.refresh_routes().await?;
+        Ok(())
+    }
 }
 
 fn open_store(config: &NodeConfig) -> anyhow::Result<SqliteStore> {

@@ -1,6 +1,8 @@
 //! API tokens and roles: tokens are stored as SHA-256 hashes and checked in constant time;
 //! a token's role decides what it may do.
 //!
+//! Roles are Cedar policies (`moat_policy`):
+//!
 //! | role       | may                                                                 |
 //! |------------|---------------------------------------------------------------------|
 //! | `admin`    | everything                                                          |
@@ -15,11 +17,13 @@ use moat_gateway::{AuthDecision, Authenticator};
 use moat_store::{Store, TokenRecord, now_ms, sha256_hex};
 use subtle::ConstantTimeEq;
 
+use crate::policy::Policies;
+
 /// The role a bootstrap token gets.
 pub const ADMIN_ROLE: &str = "admin";
 pub const ROLES: &[&str] = &["admin", "deployer", "auditor", "invoker", "none"];
 
-/// Operations of the admin API, each checked against the caller's role.
+/// Operations of the admin API, each checked against the caller's role by Cedar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     FunctionRead,
@@ -29,32 +33,37 @@ pub enum Action {
     LogsRead,
     TokensManage,
     SecretsManage,
+    PolicyManage,
 }
 
-/// Whether `role` may perform `action`.
-pub fn allows(role: &str, action: Action) -> bool {
-    use Action::*;
-    match role {
-        "admin" => true,
-        "deployer" => matches!(
-            action,
-            FunctionRead | FunctionDeploy | FunctionRollback | LogsRead
-        ),
-        // The audit log and IAM review are the auditor's; neither exists yet.
-        "auditor" => false,
-        _ => false,
+impl Action {
+    /// The Cedar action (see `moat_policy::SCHEMA`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::FunctionRead => "function:read",
+            Action::FunctionDeploy => "function:deploy",
+            Action::FunctionRollback => "function:rollback",
+            Action::FunctionDelete => "function:delete",
+            Action::LogsRead => "logs:read",
+            Action::TokensManage => "tokens:manage",
+            Action::SecretsManage => "secrets:manage",
+            Action::PolicyManage => "policy:manage",
+        }
     }
 }
 
 /// An in-memory copy of the token table, reloaded whenever it changes.
-#[derive(Default)]
 pub struct Tokens {
     records: RwLock<Vec<TokenRecord>>,
+    policies: Policies,
 }
 
 impl Tokens {
-    pub async fn load(store: &Arc<dyn Store>) -> anyhow::Result<Self> {
-        let t = Tokens::default();
+    pub async fn load(store: &Arc<dyn Store>, policies: Policies) -> anyhow::Result<Self> {
+        let t = Tokens {
+            records: RwLock::new(Vec::new()),
+            policies,
+        };
         t.reload(store).await?;
         Ok(t)
     }
@@ -98,29 +107,13 @@ impl Authenticator for Tokens {
         let Some(record) = self.check(token) else {
             return AuthDecision::Unauthenticated;
         };
-        let role_may = matches!(record.role.as_str(), "admin" | "invoker");
-        let scope_ok = record.function.as_deref().is_none_or(|f| f == function);
-        if role_may && scope_ok {
+        if self
+            .policies
+            .token_may(&record, "function:invoke", Some(function))
+        {
             AuthDecision::Allowed
         } else {
             AuthDecision::Forbidden
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles() {
-        assert!(allows("admin", Action::TokensManage));
-        assert!(allows("deployer", Action::FunctionDeploy));
-        assert!(!allows("deployer", Action::TokensManage));
-        assert!(!allows("deployer", Action::FunctionDelete));
-        assert!(!allows("auditor", Action::FunctionRead));
-        assert!(!allows("invoker", Action::FunctionRead));
-        assert!(!allows("none", Action::FunctionRead));
-        assert!(!allows("made-up", Action::FunctionRead));
     }
 }

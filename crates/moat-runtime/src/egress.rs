@@ -137,6 +137,12 @@ impl HostGrant {
     }
 }
 
+/// The policy engine's say on an outbound request (grants as permits, guardrails as
+/// forbids). Called with the canonical host: lower case, or an IP address's canonical text.
+pub trait EgressAuthorizer: Send + Sync {
+    fn may_request(&self, function: &str, https: bool, host: &str, port: u16) -> bool;
+}
+
 /// Records each egress decision (allowed uses are aggregated; denials are security events).
 pub trait EgressObserver: Send + Sync {
     fn decided(&self, function: &str, target: &str, allowed: bool, reason: &str);
@@ -154,6 +160,8 @@ pub struct EgressPolicy {
     /// The node's own listeners: never reachable, whatever is granted.
     pub listeners: Vec<SocketAddr>,
     pub observer: Arc<dyn EgressObserver>,
+    /// Judged after the grant matches; a forbid here refuses what a grant allows.
+    pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
 }
 
 /// Why a request was refused, for the function's log and the audit event. The guest sees
@@ -189,6 +197,14 @@ impl EgressPolicy {
         else {
             return deny(format!("no grant for {scheme}://{host}:{port}"));
         };
+        if let Some(authorizer) = &self.authorizer {
+            let canonical_host = parse_numeric_host(&host)
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| host.clone());
+            if !authorizer.may_request(&self.function, https, &canonical_host, port) {
+                return deny(format!("{scheme}://{host}:{port} is forbidden by policy"));
+            }
+        }
         let addresses = match parse_numeric_host(&host) {
             Some(ip) => vec![ip],
             None => {
@@ -352,6 +368,7 @@ mod tests {
             slots: Arc::new(Semaphore::new(4)),
             listeners: vec!["127.0.0.1:8081".parse().unwrap()],
             observer: Arc::new(NoObserver),
+            authorizer: None,
         }
     }
 

@@ -16,6 +16,28 @@ pub async fn run_all(store: &dyn Store) {
     tokens_round_trip(store).await;
     logs_are_bounded(store).await;
     secrets_are_versioned(store).await;
+    policies_round_trip(store).await;
+}
+
+async fn policies_round_trip(store: &dyn Store) {
+    store
+        .put_policy("b", "forbid(principal, action, resource);")
+        .await
+        .unwrap();
+    store.put_policy("a", "x").await.unwrap();
+    store.put_policy("a", "y").await.unwrap();
+    assert_eq!(
+        store.policies().await.unwrap(),
+        vec![
+            ("a".to_string(), "y".to_string()),
+            (
+                "b".to_string(),
+                "forbid(principal, action, resource);".to_string()
+            )
+        ]
+    );
+    assert!(store.delete_policy("a").await.unwrap());
+    assert!(!store.delete_policy("a").await.unwrap());
 }
 
 async fn secrets_are_versioned(store: &dyn Store) {

@@ -151,6 +151,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every secret's current value: for the node's config capability only.
     async fn secret_values(&self) -> Result<Vec<(String, String)>>;
 
+    /// Guardrail policies: `(name, Cedar text)`.
+    async fn put_policy(&self, name: &str, text: &str) -> Result<()>;
+    async fn delete_policy(&self, name: &str) -> Result<bool>;
+    async fn policies(&self) -> Result<Vec<(String, String)>>;
+
     async fn append_logs(&self, records: Vec<LogRecord>) -> Result<()>;
     async fn logs(&self, query: LogQuery) -> Result<Vec<LogRecord>>;
     /// Keeps only the newest `keep` log records of a function.

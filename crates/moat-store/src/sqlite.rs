@@ -82,10 +82,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    (
+        4,
+        r#"
+    CREATE TABLE policies (
+        name TEXT PRIMARY KEY,
+        text TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A [`Store`] on an embedded SQLite database.
 #[derive(Clone)]
@@ -597,6 +607,44 @@ impl Store for SqliteStore {
         self.with(|c| {
             let mut stmt = c
                 .prepare("SELECT name, value FROM secrets ORDER BY name")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_policy(&self, name: &str, text: &str) -> Result<()> {
+        let (name, text) = (name.to_string(), text.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO policies (name, text, created_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET text = excluded.text",
+                params![name, text, now_ms()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute("DELETE FROM policies WHERE name = ?1", params![name])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn policies(&self) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT name, text FROM policies ORDER BY name")
                 .map_err(backend)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

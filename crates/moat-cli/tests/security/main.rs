@@ -10,5 +10,6 @@ mod config;
 mod egress;
 mod http;
 mod limits;
+mod policy;
 mod sandbox;
 mod validation;
