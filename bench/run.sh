@@ -250,7 +250,7 @@ wait_moat_ready() { # PID PORT ADMIN_PORT: both listeners answer HTTP
 }
 
 # ---------------------------------------------------------------------------------------------
-# (a) Time to first 200. Results in ms, into the startup_* arrays.
+# (a) Time to first 200. Medians in ms, into first_cold / first_warm (each run: startup.txt).
 # ---------------------------------------------------------------------------------------------
 declare -A first_cold=() first_warm=()
 
@@ -307,8 +307,10 @@ startup_moat() {
         t0=$(now_us)
         moat_cli "$dir" "$admin_port" deploy examples/hello/moat.toml >"$out/deploy-$i.log" 2>&1 &
         deployer=$!
+        servers+=("$deployer")
         t1=$(wait_for "$port" /hello "$pid" 300) || die "hello was not served after deploy (see $out/deploy-$i.log)"
         wait "$deployer" || die "moat deploy failed (see $out/deploy-$i.log)"
+        forget "$deployer"
         cold+=("$(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100))")
         if ((i < STARTUP_RUNS)); then stop_server "$pid"; fi
     done
@@ -472,7 +474,7 @@ report() {
     {
         echo "## Moat benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
         echo
-        echo "Commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (dirty)'), $(nproc) CPUs, load before start: $load_before; \`hello.wasm\` ($(($(stat -c %s "$wasm") / 1024)) KiB); wrk ${DURATION}s × $ROUNDS rounds per cell, medians; RSS after ${WARMUP}s warm-up."
+        echo "Commit $(commit_id), $(nproc) CPUs, load average at start $load_before, at end $(cut -d' ' -f1-3 /proc/loadavg); \`hello.wasm\` ($(($(stat -c %s "$wasm") / 1024)) KiB); wrk ${DURATION}s × $ROUNDS rounds per cell, medians; RSS after ${WARMUP}s warm-up."
         echo
         echo "$h1"
         echo "$h2"
@@ -509,7 +511,22 @@ report() {
         fi
         printf '%s' "$extra"
     } | tee "$out/results.md"
+    {
+        echo "# per-round values (req/s; p50 ms; p99 ms), in round order"
+        for name in "${order[@]}"; do
+            for c in $CONNS; do
+                echo "$name c=$c: req/s ${wrk_rps[$name,$c]}; p50 ${wrk_p50[$name,$c]}; p99 ${wrk_p99[$name,$c]}"
+            done
+        done
+    } >"$out/rounds.txt"
     cp "$out/results.md" "$out_root/results.md"
+}
+
+commit_id() { # short HEAD, "+ changes" if the work tree differs; "?" outside git
+    local id
+    id="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null)" || { echo "?"; return; }
+    git -C "$repo" diff --quiet HEAD 2>/dev/null || id+=" + uncommitted changes"
+    echo "$id"
 }
 
 ratio_row() { # LABEL NUM DEN
@@ -524,6 +541,9 @@ ratio_row() { # LABEL NUM DEN
 main() {
     mkdir -p "$out"
     load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+    if awk -v l="${load_before%% *}" -v n="$(nproc)" 'BEGIN {exit !(l > n / 2)}'; then
+        echo "warning: load average ${load_before%% *} on $(nproc) CPUs: something else is running; expect noisy numbers" >&2
+    fi
     ensure_wrk
     ensure_wasmtime
     build
