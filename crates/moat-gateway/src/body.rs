@@ -57,7 +57,9 @@ pub struct LimitedBody<B> {
     seen: u64,
     max: u64,
     idle: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Armed only when the caller makes us wait: most bodies arrive whole (or are empty),
+    /// and a timer per request would cost every request.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     flag: FaultFlag,
     failed: bool,
 }
@@ -69,7 +71,7 @@ impl<B> LimitedBody<B> {
             seen: 0,
             max,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
             flag,
             failed: false,
         }
@@ -105,16 +107,22 @@ where
                         return self.fail(BodyFault::TooLarge);
                     }
                 }
-                let deadline = tokio::time::Instant::now() + self.idle;
-                self.timer.as_mut().reset(deadline);
+                // Progress: the next wait gets a fresh allowance.
+                self.timer = None;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match self.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => self.fail(BodyFault::TooSlow),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let idle = self.idle;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => self.fail(BodyFault::TooSlow),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -388,18 +388,7 @@ async fn route(
         }
         (&Method::PUT, ["v1", "secrets", name]) => {
             need(node, caller, Action::SecretsManage)?;
-            if name.is_empty()
-                || name.len() > 128
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("a secret name is 1-128 characters of [a-z0-9-], found `{name}`"),
-                ));
-            }
+            check_name("secret", name, 128)?;
             let body = read_body(req, 64 * 1024).await?;
             let value =
                 zeroize::Zeroizing::new(String::from_utf8(body.to_vec()).map_err(|_| {
@@ -469,18 +458,7 @@ async fn route(
         }
         (&Method::PUT, ["v1", "policies", name]) => {
             need(node, caller, Action::PolicyManage)?;
-            if name.is_empty()
-                || name.len() > 63
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("a policy name is 1-63 characters of [a-z0-9-], found `{name}`"),
-                ));
-            }
+            check_name("policy", name, 63)?;
             let body = read_body(req, 256 * 1024).await?;
             let text = String::from_utf8(body.to_vec()).map_err(|_| {
                 ApiError::new(
@@ -581,6 +559,24 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
         "store_unavailable",
         e.to_string(),
     )
+}
+
+/// Names of secrets and policies: `[a-z0-9-]`, at most `max` characters.
+fn check_name(kind: &str, name: &str, max: usize) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("a {kind} name is 1-{max} characters of [a-z0-9-], found `{name}`"),
+        ))
+    }
 }
 
 fn version_json(v: &VersionRecord) -> Value {

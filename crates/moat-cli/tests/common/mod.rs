@@ -195,6 +195,40 @@ impl Node {
         self.moat_ok(&["deploy", manifest_dir.to_str().unwrap()])
     }
 
+    /// Deploys guest `program` as public function `name` at `/name`; keep the returned
+    /// directory alive while the function is used.
+    pub fn deploy_program(&self, name: &str, program: &str, extra: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        self.deploy(&manifest(
+            dir.path(),
+            name,
+            &wasm(program),
+            &format!("/{name}"),
+            extra,
+        ));
+        dir
+    }
+
+    /// `moat secrets set NAME` with the value on stdin, as an operator would.
+    pub fn set_secret(&self, name: &str, value: &str) {
+        use std::io::Write;
+        let mut child = Command::new(MOAT)
+            .args(["--admin", &self.admin, "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["secrets", "set", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("admin.token"))
             .unwrap()

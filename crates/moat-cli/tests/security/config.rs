@@ -2,35 +2,14 @@
 //! secrets it is granted, nothing else — not another function's, not in `get-all` — and no
 //! command or endpoint ever returns a secret's value.
 
-use std::io::Write;
-use std::process::Stdio;
-
-use crate::common::{MOAT, Node, manifest, wasm};
-
-fn set_secret(node: &Node, name: &str, value: &str) {
-    let mut child = std::process::Command::new(MOAT)
-        .args(["--admin", &node.admin, "--data-dir"])
-        .arg(&node.data_dir)
-        .args(["secrets", "set", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{value}\n").as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
+use crate::common::{Node, manifest, wasm};
 
 #[test]
 fn functions_see_only_their_config_and_granted_secrets() {
     let node = Node::start();
     let dir = tempfile::tempdir().unwrap();
-    set_secret(&node, "stripe-key", "sk_live_first");
-    set_secret(&node, "root-password", "hunter2");
+    node.set_secret("stripe-key", "sk_live_first");
+    node.set_secret("root-password", "hunter2");
     node.deploy(&manifest(
         dir.path(),
         "orders",
@@ -63,7 +42,7 @@ fn functions_see_only_their_config_and_granted_secrets() {
     assert_eq!(r, "stripe-key absent\nkeys: ");
 
     // A new version is served to the next invocation.
-    set_secret(&node, "stripe-key", "sk_live_second");
+    node.set_secret("stripe-key", "sk_live_second");
     assert!(
         node.get("/orders?key=stripe-key")
             .body

@@ -7,15 +7,7 @@ use std::time::Duration;
 use crate::common::{Node, Reply, manifest, request, wasm};
 
 fn deploy(node: &Node, name: &str, program: &str, extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    node.deploy(&manifest(
-        dir.path(),
-        name,
-        &wasm(program),
-        &format!("/{name}"),
-        extra,
-    ));
-    dir
+    node.deploy_program(name, program, extra)
 }
 
 fn hits(node: &Node, function: &str, limit: &str) -> u64 {

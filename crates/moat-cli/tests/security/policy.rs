@@ -2,26 +2,8 @@
 //! are refused with Cedar's message, and only admins manage them.
 
 use std::io::Write;
-use std::process::Stdio;
 
-use crate::common::{MOAT, Node, manifest, wasm};
-
-fn set_secret(node: &Node, name: &str, value: &str) {
-    let mut child = std::process::Command::new(MOAT)
-        .args(["--admin", &node.admin, "--data-dir"])
-        .arg(&node.data_dir)
-        .args(["secrets", "set", name])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(value.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
+use crate::common::{Node, manifest, wasm};
 
 fn add_policy(node: &Node, dir: &std::path::Path, name: &str, text: &str) -> std::process::Output {
     let path = dir.join(format!("{name}.cedar"));
@@ -33,8 +15,8 @@ fn add_policy(node: &Node, dir: &std::path::Path, name: &str, text: &str) -> std
 fn a_guardrail_forbids_what_a_manifest_grants() {
     let node = Node::start();
     let dir = tempfile::tempdir().unwrap();
-    set_secret(&node, "root-db", "root-secret-value");
-    set_secret(&node, "app-key", "app-secret-value");
+    node.set_secret("root-db", "root-secret-value");
+    node.set_secret("app-key", "app-secret-value");
     node.deploy(&manifest(
         dir.path(),
         "app",

@@ -3,18 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Node, manifest, wasm};
+use crate::common::Node;
 
 fn deploy(node: &Node, name: &str, program: &str, extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    node.deploy(&manifest(
-        dir.path(),
-        name,
-        &wasm(program),
-        &format!("/{name}"),
-        extra,
-    ));
-    dir
+    node.deploy_program(name, program, extra)
 }
 
 #[test]
