@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Admin, Http};
 use crate::{
-    Cli, Command, FunctionsCommand, LogFormat, Output, PolicyCommand, SecretsCommand,
+    Cli, Command, FunctionsCommand, IamCommand, LogFormat, Output, PolicyCommand, SecretsCommand,
     TokensCommand, UpArgs,
 };
 
@@ -48,6 +48,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Functions { command } => functions(&admin, command, out).await,
         Command::Secrets { command } => secrets(&admin, command, out).await,
         Command::Policy { command } => policy(&admin, command, out).await,
+        Command::Iam {
+            command: IamCommand::Review { name, since },
+        } => iam_review(&admin, name, since, out).await,
         Command::Tokens { command } => {
             let from_file = cli.token.is_none();
             tokens(
@@ -332,6 +335,45 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
             });
         }
     }
+    Ok(())
+}
+
+async fn iam_review(
+    admin: &Admin,
+    name: Option<String>,
+    since: Option<String>,
+    out: Output,
+) -> anyhow::Result<()> {
+    let mut path = "/v1/iam/review?".to_string();
+    if let Some(n) = &name {
+        path.push_str(&format!("function={n}&"));
+    }
+    if let Some(s) = since {
+        let since_ms = moat_now_ms() - humantime_duration(&s)?.as_millis() as i64;
+        path.push_str(&format!("since_ms={since_ms}"));
+    }
+    let v = admin.call(Method::GET, &path, None).await?;
+    print(out, &v, || {
+        let mut s = String::new();
+        for f in v["functions"].as_array().into_iter().flatten() {
+            let unused = &f["unused"];
+            let count = |k: &str| unused[k].as_array().map_or(0, Vec::len);
+            s.push_str(&format!("# {}\n", f["function"].as_str().unwrap_or("")));
+            for kind in ["outbound_hosts", "secrets", "kv"] {
+                for item in unused[kind].as_array().into_iter().flatten() {
+                    s.push_str(&format!("unused {kind}: {}\n", item.as_str().unwrap_or("")));
+                }
+            }
+            if count("outbound_hosts") + count("secrets") + count("kv") == 0 {
+                s.push_str("every grant was used\n");
+            }
+            s.push_str(&format!(
+                "suggested:\n{}\n",
+                f["suggested"].as_str().unwrap_or("")
+            ));
+        }
+        s.trim_end().to_string()
+    });
     Ok(())
 }
 

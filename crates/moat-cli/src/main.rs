@@ -97,6 +97,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Granted against used permissions, and a least-privilege manifest block.
+    Iam {
+        #[command(subcommand)]
+        command: IamCommand,
+    },
     /// A function's captured output.
     Logs {
         name: String,
@@ -173,6 +178,17 @@ pub enum SecretsCommand {
     List,
     Delete {
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum IamCommand {
+    /// Per function: permissions granted, used, unused, and a suggested `[permissions]`.
+    Review {
+        name: Option<String>,
+        /// Only uses newer than this (e.g. `7d`); default: all recorded uses.
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 

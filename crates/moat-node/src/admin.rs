@@ -491,6 +491,43 @@ async fn route(
             tracing::info!(policy = %name, by = %caller.id, "guardrail removed");
             Ok((StatusCode::OK, json!({ "deleted": name })))
         }
+        (&Method::GET, ["v1", "iam", "review"]) => {
+            need(node, caller, Action::IamReview)?;
+            node.usage.flush(&node.store).await.map_err(internal)?;
+            let since_ms = match query.get("since_ms") {
+                Some(v) => v.parse::<i64>().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "`since_ms` must be an integer",
+                    )
+                })?,
+                None => 0,
+            };
+            let only = query.get("function").map(String::as_str);
+            let used = node
+                .store
+                .usage(only, since_ms)
+                .await
+                .map_err(store_error)?;
+            let mut reviews = Vec::new();
+            for v in node.store.active_versions().await.map_err(store_error)? {
+                if only.is_some_and(|f| f != v.function) {
+                    continue;
+                }
+                let spec: FunctionSpec = serde_json::from_str(&v.spec_json).map_err(internal)?;
+                reviews.push(crate::usage::review(&spec, &used));
+            }
+            if let Some(f) = only
+                && reviews.is_empty()
+            {
+                return Err(not_found(f));
+            }
+            Ok((
+                StatusCode::OK,
+                json!({ "since_ms": since_ms, "functions": reviews }),
+            ))
+        }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -73,6 +73,7 @@ pub struct Functions {
     egress: Mutex<EgressSettings>,
     vault: Arc<Vault>,
     policies: Policies,
+    usage: Arc<dyn moat_runtime::config::UsageObserver>,
 }
 
 /// Node-wide inputs of every function's egress policy.
@@ -90,6 +91,7 @@ pub struct CapabilitySetup {
     pub egress: EgressSettings,
     pub vault: Arc<Vault>,
     pub policies: Policies,
+    pub usage: Arc<dyn moat_runtime::config::UsageObserver>,
 }
 
 /// How components are compiled and where their sealed artifacts live.
@@ -113,6 +115,7 @@ impl Functions {
             egress,
             vault,
             policies,
+            usage,
         } = capabilities;
         let CompileSetup {
             artifacts,
@@ -133,6 +136,7 @@ impl Functions {
             egress: Mutex::new(egress),
             vault,
             policies,
+            usage,
         }
     }
 
@@ -180,6 +184,7 @@ impl Functions {
             listeners: settings.listeners,
             observer: settings.observer,
             authorizer: Some(Arc::new(self.policies.clone())),
+            usage: Some(self.usage.clone()),
         })))
     }
 
@@ -351,6 +356,8 @@ impl Functions {
                 None
             } else {
                 Some(Arc::new(FunctionConfig {
+                    function: spec.name.clone(),
+                    usage: self.usage.clone(),
                     config: spec
                         .config
                         .iter()

@@ -14,6 +14,7 @@ mod metrics;
 mod policy;
 mod secrets;
 mod tokens;
+mod usage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +60,7 @@ pub struct NodeConfig {
 /// Shared state of a running node.
 pub struct Node {
     store: Arc<dyn Store>,
+    usage: Arc<usage::Usage>,
     vault: Arc<secrets::Vault>,
     policies: policy::Policies,
     tokens: Arc<tokens::Tokens>,
@@ -155,6 +157,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         body_idle: config.client_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
     });
+    let usage = Arc::new(usage::Usage::default());
+    usage.start_flushing(Arc::clone(&store));
     let vault = Arc::new(secrets::Vault::default());
     vault.reload(&store).await?;
     let functions = functions::Functions::new(
@@ -176,10 +180,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             },
             vault: Arc::clone(&vault),
             policies: policies.clone(),
+            usage: usage.clone(),
         },
     );
     let node = Arc::new(Node {
         store,
+        usage,
         vault,
         policies,
         tokens,

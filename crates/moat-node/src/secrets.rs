@@ -7,7 +7,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use std::collections::BTreeSet;
+
 use moat_runtime::ConfigSource;
+use moat_runtime::config::{ConfigView, UsageObserver};
 use moat_store::Store;
 
 /// Current secret values, reloaded whenever one changes.
@@ -37,20 +40,29 @@ impl Vault {
 
 /// What one function may read: its `[config]` table and its granted secrets.
 pub struct FunctionConfig {
+    pub function: String,
     pub config: Vec<(String, String)>,
     pub secrets: Vec<String>,
     pub vault: Arc<Vault>,
+    pub usage: Arc<dyn UsageObserver>,
 }
 
 impl ConfigSource for FunctionConfig {
-    fn variables(&self) -> Vec<(String, String)> {
-        let mut vars = self.config.clone();
+    fn view(&self) -> ConfigView {
+        let mut variables = self.config.clone();
+        let mut secrets = BTreeSet::new();
         for name in &self.secrets {
             // A granted secret that does not exist (yet) is simply absent.
             if let Some(value) = self.vault.get(name) {
-                vars.push((name.clone(), value.to_string()));
+                variables.push((name.clone(), value.to_string()));
+                secrets.insert(name.clone());
             }
         }
-        vars
+        ConfigView {
+            variables,
+            secrets,
+            function: self.function.clone(),
+            usage: Some(Arc::clone(&self.usage)),
+        }
     }
 }

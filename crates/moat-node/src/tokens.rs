@@ -34,6 +34,7 @@ pub enum Action {
     TokensManage,
     SecretsManage,
     PolicyManage,
+    IamReview,
 }
 
 impl Action {
@@ -48,6 +49,7 @@ impl Action {
             Action::TokensManage => "tokens:manage",
             Action::SecretsManage => "secrets:manage",
             Action::PolicyManage => "policy:manage",
+            Action::IamReview => "iam:review",
         }
     }
 }

@@ -112,6 +112,22 @@ pub struct HostGrant {
     pub port: Option<u16>,
 }
 
+impl std::fmt::Display for HostGrant {
+    /// The grant as a manifest writes it: `scheme://host[:port]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match self.port {
+            Some(p) => write!(f, "{scheme}://{host}:{p}"),
+            None => write!(f, "{scheme}://{host}"),
+        }
+    }
+}
+
 impl HostGrant {
     fn port(&self) -> u16 {
         self.port.unwrap_or(if self.https { 443 } else { 80 })
@@ -162,6 +178,8 @@ pub struct EgressPolicy {
     pub observer: Arc<dyn EgressObserver>,
     /// Judged after the grant matches; a forbid here refuses what a grant allows.
     pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    /// Told which grant each allowed request used (for `moat iam review`).
+    pub usage: Option<Arc<dyn crate::config::UsageObserver>>,
 }
 
 /// Why a request was refused, for the function's log and the audit event. The guest sees
@@ -172,6 +190,11 @@ pub struct Denied(pub String);
 impl EgressPolicy {
     /// Decides where a request may connect: the checked address, or why not.
     pub async fn check(&self, uri: &http::Uri) -> Result<SocketAddr, Denied> {
+        self.check_grant(uri).await.map(|(addr, _)| addr)
+    }
+
+    /// Like [`EgressPolicy::check`], also returning the grant that allowed the request.
+    async fn check_grant(&self, uri: &http::Uri) -> Result<(SocketAddr, &HostGrant), Denied> {
         let deny = |why: String| Err(Denied(why));
         let https = match uri.scheme_str() {
             Some("https") => true,
@@ -227,7 +250,7 @@ impl EgressPolicy {
                 return deny(format!("`{host}` resolves to {ip} ({kind})"));
             }
         }
-        Ok(SocketAddr::new(canonical(addresses[0]), port))
+        Ok((SocketAddr::new(canonical(addresses[0]), port), grant))
     }
 
     fn is_listener(&self, ip: IpAddr, port: u16) -> bool {
@@ -248,8 +271,13 @@ impl EgressPolicy {
             request.uri().scheme_str().unwrap_or(""),
             request.uri().authority().map(|a| a.as_str()).unwrap_or("")
         );
-        let addr = match self.check(request.uri()).await {
-            Ok(addr) => addr,
+        let addr = match self.check_grant(request.uri()).await {
+            Ok((addr, grant)) => {
+                if let Some(usage) = &self.usage {
+                    usage.used(&self.function, "http:request", &grant.to_string());
+                }
+                addr
+            }
             Err(Denied(why)) => {
                 self.observer.decided(&self.function, &target, false, &why);
                 return Err(Error::HttpRequestDenied);
@@ -369,6 +397,7 @@ mod tests {
             listeners: vec!["127.0.0.1:8081".parse().unwrap()],
             observer: Arc::new(NoObserver),
             authorizer: None,
+            usage: None,
         }
     }
 

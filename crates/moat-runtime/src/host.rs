@@ -21,8 +21,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
-
+use crate::config::ConfigView;
 use crate::egress::EgressPolicy;
 
 /// `T` of every `Store<T>`: one per request, dropped with the instance.
@@ -32,7 +31,7 @@ pub struct Host {
     table: ResourceTable,
     hooks: Egress,
     /// The `[config]` values and granted secrets: all `wasi:config/store` can see.
-    config: WasiConfigVariables,
+    config: ConfigView,
     pub(crate) limits: Limits,
 }
 
@@ -42,7 +41,7 @@ impl Host {
         stderr: LogBuffer,
         memory_bytes: usize,
         egress: Option<Arc<EgressPolicy>>,
-        config: WasiConfigVariables,
+        config: ConfigView,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(stdout)
@@ -69,8 +68,8 @@ impl Host {
 }
 
 impl Host {
-    pub(crate) fn config(&mut self) -> WasiConfig<'_> {
-        WasiConfig::from(&self.config)
+    pub(crate) fn config_view(&self) -> &ConfigView {
+        &self.config
     }
 }
 

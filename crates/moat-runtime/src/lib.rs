@@ -12,6 +12,7 @@
 
 pub mod artifact;
 pub mod compile;
+pub mod config;
 pub mod egress;
 pub mod engine;
 mod host;
@@ -48,10 +49,10 @@ pub struct InvokeOptions {
     pub log_bytes: usize,
 }
 
-/// Supplies the values a function may read through `wasi:config/store`, fresh for each
+/// Supplies what a function may read through `wasi:config/store`, fresh for each
 /// invocation (so a new secret version is served at once).
 pub trait ConfigSource: Send + Sync {
-    fn variables(&self) -> Vec<(String, String)>;
+    fn view(&self) -> config::ConfigView;
 }
 
 /// What a function has been granted, beyond what every function gets.
@@ -119,8 +120,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         // Capabilities: each checks its grant when called.
-        wasmtime_wasi_config::add_to_linker(&mut linker, Host::config)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        config::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker = engine::EpochTicker::start(&engine)?;
         Ok(Runtime {
             slots: Arc::new(tokio::sync::Semaphore::new(pool.max_instances as usize)),
@@ -186,7 +186,7 @@ impl Runtime {
             LogBuffer::new(options.log_bytes),
         );
         let config = match &grants.config {
-            Some(source) => source.variables().into_iter().collect(),
+            Some(source) => source.view(),
             None => Default::default(),
         };
         let host = Host::new(

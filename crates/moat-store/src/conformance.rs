@@ -17,6 +17,26 @@ pub async fn run_all(store: &dyn Store) {
     logs_are_bounded(store).await;
     secrets_are_versioned(store).await;
     policies_round_trip(store).await;
+    usage_aggregates(store).await;
+}
+
+async fn usage_aggregates(store: &dyn Store) {
+    let rec = |count, first, last| crate::UsageRecord {
+        function: "f".into(),
+        action: "secret:read".into(),
+        resource: "k".into(),
+        count,
+        first_seen_ms: first,
+        last_seen_ms: last,
+    };
+    store.record_usage(vec![rec(2, 10, 20)]).await.unwrap();
+    store.record_usage(vec![rec(3, 5, 15)]).await.unwrap();
+    assert_eq!(
+        store.usage(Some("f"), 0).await.unwrap(),
+        vec![rec(5, 5, 20)]
+    );
+    assert!(store.usage(Some("f"), 21).await.unwrap().is_empty());
+    assert!(store.usage(Some("g"), 0).await.unwrap().is_empty());
 }
 
 async fn policies_round_trip(store: &dyn Store) {

@@ -93,6 +93,19 @@ pub struct SecretMeta {
     pub updated_at_ms: i64,
 }
 
+/// How often a function used one of its permissions, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub function: String,
+    /// A Cedar action, e.g. `http:request`, `secret:read`.
+    pub action: String,
+    /// The grant used: a host pattern, a secret name.
+    pub resource: String,
+    pub count: u64,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
 /// A chunk of a function's captured output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord {
@@ -150,6 +163,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_secrets(&self) -> Result<Vec<SecretMeta>>;
     /// Every secret's current value: for the node's config capability only.
     async fn secret_values(&self) -> Result<Vec<(String, String)>>;
+
+    /// Adds aggregated permission uses (counts add up; first/last seen widen).
+    async fn record_usage(&self, records: Vec<UsageRecord>) -> Result<()>;
+    /// Uses last seen at or after `since_ms`, for one function or all.
+    async fn usage(&self, function: Option<&str>, since_ms: i64) -> Result<Vec<UsageRecord>>;
 
     /// Guardrail policies: `(name, Cedar text)`.
     async fn put_policy(&self, name: &str, text: &str) -> Result<()>;

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
     FunctionRecord, LogQuery, LogRecord, NewVersion, Result, SecretMeta, Store, StoreError,
-    TokenRecord, VersionRecord, now_ms, sha256_hex,
+    TokenRecord, UsageRecord, VersionRecord, now_ms, sha256_hex,
 };
 
 /// Versioned migrations. Never edit a released one; append a new one.
@@ -92,10 +92,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    (
+        5,
+        r#"
+    CREATE TABLE permission_usage (
+        function TEXT NOT NULL,
+        action TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, action, resource)
+    );
+    "#,
+    ),
 ];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// A [`Store`] on an embedded SQLite database.
 #[derive(Clone)]
@@ -610,6 +624,57 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_usage(&self, records: Vec<UsageRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.with(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            for r in &records {
+                tx.execute(
+                    "INSERT INTO permission_usage (function, action, resource, count, first_seen_ms, last_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (function, action, resource) DO UPDATE SET
+                         count = permission_usage.count + excluded.count,
+                         first_seen_ms = MIN(permission_usage.first_seen_ms, excluded.first_seen_ms),
+                         last_seen_ms = MAX(permission_usage.last_seen_ms, excluded.last_seen_ms)",
+                    params![r.function, r.action, r.resource, r.count as i64, r.first_seen_ms, r.last_seen_ms],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn usage(&self, function: Option<&str>, since_ms: i64) -> Result<Vec<UsageRecord>> {
+        let function = function.map(str::to_string);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT function, action, resource, count, first_seen_ms, last_seen_ms
+                     FROM permission_usage
+                     WHERE (?1 IS NULL OR function = ?1) AND last_seen_ms >= ?2
+                     ORDER BY function, action, resource",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![function, since_ms], |r| {
+                    Ok(UsageRecord {
+                        function: r.get(0)?,
+                        action: r.get(1)?,
+                        resource: r.get(2)?,
+                        count: r.get::<_, i64>(3)? as u64,
+                        first_seen_ms: r.get(4)?,
+                        last_seen_ms: r.get(5)?,
+                    })
+                })
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })

@@ -25,7 +25,7 @@ fn functions_see_only_their_config_and_granted_secrets() {
         "",
     ));
 
-    let r = node.get("/orders?key=stripe-key").body;
+    let r = node.get("/orders?key=stripe-key&all=1").body;
     assert!(r.starts_with("stripe-key=sk_live_first\n"), "{r}");
     assert!(r.ends_with("keys: currency,stripe-key"), "{r}");
     assert!(
@@ -34,11 +34,11 @@ fn functions_see_only_their_config_and_granted_secrets() {
             .starts_with("currency=EUR")
     );
     // Not granted: absent from get and get-all.
-    let r = node.get("/orders?key=root-password").body;
+    let r = node.get("/orders?key=root-password&all=1").body;
     assert!(r.starts_with("root-password absent"), "{r}");
     assert!(!r.contains("hunter2"));
     // Another function's grant is not this one's.
-    let r = node.get("/other?key=stripe-key").body;
+    let r = node.get("/other?key=stripe-key&all=1").body;
     assert_eq!(r, "stripe-key absent\nkeys: ");
 
     // A new version is served to the next invocation.

@@ -9,6 +9,7 @@ mod auth;
 mod config;
 mod egress;
 mod http;
+mod iam;
 mod limits;
 mod policy;
 mod sandbox;

@@ -41,7 +41,7 @@ fn a_guardrail_forbids_what_a_manifest_grants() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r = node.get("/app?key=root-db").body;
+    let r = node.get("/app?key=root-db&all=1").body;
     assert!(
         r.starts_with("root-db absent") && r.ends_with("keys: app-key"),
         "{r}"

@@ -1,5 +1,5 @@
 //! Test program: reads `wasi:config/store` and answers `KEY=VALUE` for `?key=KEY` (or
-//! `KEY absent`), followed by `keys: ...`, the names `get-all` returns. A function must see
+//! `KEY absent`); with `all=1`, followed by `keys: ...`, the names `get-all` returns. A function must see
 //! its `[config]` and granted secrets, and nothing else. (The WIT in `wit/` is the
 //! `wasi:config@0.2.0-rc.1` proposal, as shipped with wasmtime-wasi-config.)
 
@@ -23,11 +23,15 @@ impl Guest for Config {
             Ok(None) => format!("{key} absent"),
             Err(e) => format!("{key} error {e:?}"),
         };
-        let mut keys: Vec<String> = store::get_all()
-            .map(|all| all.into_iter().map(|(k, _)| k).collect())
-            .unwrap_or_default();
-        keys.sort();
-        let body = format!("{value}\nkeys: {}", keys.join(","));
+        let body = if query_param(&request, "all").as_deref() == Some("1") {
+            let mut keys: Vec<String> = store::get_all()
+                .map(|all| all.into_iter().map(|(k, _)| k).collect())
+                .unwrap_or_default();
+            keys.sort();
+            format!("{value}\nkeys: {}", keys.join(","))
+        } else {
+            value
+        };
         respond(response_out, 200, "text/plain", body.as_bytes());
     }
 }
