@@ -225,7 +225,13 @@ async fn route(
             Ok((StatusCode::OK, json!({ "functions": list })))
         }
         (&Method::GET, ["v1", "functions", name]) => {
-            need(node, caller, Action::FunctionRead)?;
+            // Whoever may invoke a function may also look up its route (`moat invoke`).
+            if !node
+                .policies
+                .token_may(caller, "function:invoke", Some(name))
+            {
+                need(node, caller, Action::FunctionRead)?;
+            }
             let f = node
                 .store
                 .get_function(name)

@@ -307,6 +307,17 @@ impl Functions {
         if let Ok(mut m) = self.routes.lock() {
             m.retain(|_, r| routes.iter().any(|live| Arc::ptr_eq(live, r)));
         }
+        // A deleted function's grants go with it.
+        {
+            let mut engine = self.policies.write();
+            for gone in engine
+                .functions()
+                .into_iter()
+                .filter(|f| !routes.iter().any(|r| r.function == *f))
+            {
+                engine.remove_function(&gone);
+            }
+        }
         self.gateway.set_routes(RouteTable::new(routes));
         Ok(n)
     }

@@ -85,7 +85,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let (master, created_key) = datadir::master_key(source)?;
     if created_key {
         println!(
-            "moat: created master key {} (mode 0600); back it up: without it, encrypted data is lost",
+            "moat: created master key {} (mode 0600); back it up: it seals compiled code and checks this store",
             key_file.display()
         );
     }

@@ -46,6 +46,19 @@ fn invoker_tokens_call_only_their_function_and_nothing_else() {
     // No admin API for an invoker.
     let r = node.admin_get("/v1/functions", Some(&scoped));
     assert_eq!(r.status, 403, "{}", r.body);
+    // `moat invoke` works with the invoker's own token (it may look up only its function).
+    let out = std::process::Command::new(crate::common::MOAT)
+        .args(["--admin", &node.admin, "--token", &scoped, "invoke", "a"])
+        .env("MOAT_GATEWAY_URL", &node.gateway)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello, world!");
+    assert_eq!(node.admin_get("/v1/functions/b", Some(&scoped)).status, 403);
     let (_, any) = create(&node, &["--role", "invoker"]);
     assert_eq!(call(&node, "/b", &any).status, 200);
     // A token with no role may do nothing.

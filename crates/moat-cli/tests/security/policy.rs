@@ -157,3 +157,21 @@ fn only_admins_manage_guardrails() {
         403
     );
 }
+
+#[test]
+fn no_guardrail_can_lock_admins_out_of_guardrails() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = add_policy(
+        &node,
+        dir.path(),
+        "lockout",
+        r#"forbid(principal, action == Action::"policy:manage", resource);"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    node.moat_ok(&["policy", "remove", "lockout"]);
+}
