@@ -81,6 +81,8 @@ pub struct Scanner {
     line: Vec<u8>,
     /// Whether the first bytes of the connection have been checked for the h2 preface.
     decided_protocol: bool,
+    /// The connection's first bytes while they still match the h2 preface.
+    preface: Vec<u8>,
 }
 
 impl Scanner {
@@ -90,6 +92,7 @@ impl Scanner {
             state: State::Head,
             line: Vec::new(),
             decided_protocol: false,
+            preface: Vec::new(),
         }
     }
 
@@ -99,22 +102,29 @@ impl Scanner {
     }
 
     /// Checks the next bytes of the stream.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Violation> {
-        if !self.decided_protocol {
-            // Decide once the first bytes can tell HTTP/2's preface from an HTTP/1 request.
-            let seen = self.line.len() + bytes.len();
-            let mut start = self.line.clone();
-            start.extend_from_slice(&bytes[..bytes.len().min(H2_PREFACE.len())]);
-            let n = start.len().min(H2_PREFACE.len());
-            if start[..n] != H2_PREFACE[..n] {
-                self.decided_protocol = true;
-            } else if seen >= H2_PREFACE.len() {
-                self.state = State::Passthrough;
-                self.decided_protocol = true;
-                self.line.clear();
-                return Ok(());
-            }
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Violation> {
+        if self.decided_protocol {
+            return self.scan(bytes);
         }
+        // Until the first bytes tell HTTP/2's preface from an HTTP/1 request, hold them, so
+        // the verdict never depends on where a read happened to end.
+        let take = (H2_PREFACE.len() - self.preface.len()).min(bytes.len());
+        self.preface.extend_from_slice(&bytes[..take]);
+        let n = self.preface.len();
+        if self.preface[..] != H2_PREFACE[..n] {
+            self.decided_protocol = true;
+            let held = std::mem::take(&mut self.preface);
+            self.scan(&held)?;
+            return self.scan(&bytes[take..]);
+        }
+        if n == H2_PREFACE.len() {
+            self.decided_protocol = true;
+            self.state = State::Passthrough;
+        }
+        Ok(())
+    }
+
+    fn scan(&mut self, mut bytes: &[u8]) -> Result<(), Violation> {
         while !bytes.is_empty() {
             bytes = match self.state {
                 State::Passthrough => return Ok(()),
@@ -177,6 +187,7 @@ impl Scanner {
         let room = self.limits.max_head_bytes + 1 - before.min(self.limits.max_head_bytes);
         let take = bytes.len().min(room);
         self.line.extend_from_slice(&bytes[..take]);
+        refuse_bare_lf(&self.line, before)?;
         let end = find(&self.line[search_from..], b"\r\n\r\n").map(|i| search_from + i + 4);
         let Some(end) = end else {
             let first_line = self
@@ -192,6 +203,12 @@ impl Scanner {
             }
             return Ok(&bytes[take..]);
         };
+        // The request line is judged first, as when no end was found, so the verdict does
+        // not depend on where reads were cut.
+        let first_line = self.line.iter().position(|b| *b == b'\n').unwrap_or(end);
+        if first_line > self.limits.max_request_line {
+            return Err(Violation::LineTooLong);
+        }
         if end > self.limits.max_head_bytes {
             return Err(Violation::HeadTooLarge);
         }
@@ -290,6 +307,7 @@ impl Scanner {
     fn trailers<'a>(&mut self, bytes: &'a [u8]) -> Result<&'a [u8], Violation> {
         for (i, b) in bytes.iter().enumerate() {
             self.line.push(*b);
+            refuse_bare_lf(&self.line, self.line.len() - 1)?;
             if self.line.len() > MAX_TRAILERS {
                 return Err(Violation::HeadTooLarge);
             }
@@ -302,6 +320,17 @@ impl Scanner {
         }
         Ok(&[])
     }
+}
+
+/// A line ending without its CR: hyper (httparse) accepts it, other HTTP peers may not, and
+/// a head framed that way would not be seen to end here; so it is refused outright.
+fn refuse_bare_lf(buf: &[u8], from: usize) -> Result<(), Violation> {
+    for i in from..buf.len() {
+        if buf[i] == b'\n' && (i == 0 || buf[i - 1] != b'\r') {
+            return Err(Violation::Framing);
+        }
+    }
+    Ok(())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -446,10 +475,14 @@ mod tests {
         Scanner::new(HeadLimits::default()).feed(input)
     }
 
-    /// Feeds the input in every two-piece split, so no result depends on read boundaries.
+    /// Feeds the input in two pieces split at every point (every few hundred points of a
+    /// long input, and all near its ends), so no result depends on read boundaries.
     fn scan_split(input: &[u8]) -> Result<(), Violation> {
         let whole = scan(input);
-        for i in 0..input.len() {
+        let step = (input.len() / 200).max(1);
+        let near_end = input.len().saturating_sub(64);
+        let points = (0..input.len()).filter(|i| i % step == 0 || *i < 64 || *i >= near_end);
+        for i in points {
             let mut s = Scanner::new(HeadLimits::default());
             let r = s.feed(&input[..i]).and_then(|()| s.feed(&input[i..]));
             assert_eq!(r, whole, "split at {i} changed the verdict");
@@ -540,6 +573,42 @@ mod tests {
         assert_eq!(scan_split(long.as_bytes()), Err(Violation::LineTooLong));
         // An endless head with no CRLF at all is cut off at the head limit.
         assert!(scan(&vec![b'a'; 100_000]).is_err());
+    }
+
+    #[test]
+    fn bare_lf_heads_are_refused_regression_fuzz_lf_heads() {
+        // Found by fuzz/ (`lf-heads`): httparse ends a head at a bare LF, the scanner did not.
+        let stream = b"GET / HTTP/1.1\nhost: x\n\nPOST / HTTP/1.1\ncontent-length: 5\ntransfer-encoding: chunked\n\n0\r\n\r\n";
+        assert_eq!(scan_split(stream), Err(Violation::Framing));
+        let trailers = b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\nx: 1\n\n";
+        assert_eq!(scan_split(trailers), Err(Violation::Framing));
+    }
+
+    #[test]
+    fn the_h2_preface_is_recognised_however_it_is_split_regression_fuzz_h2_split() {
+        for i in 0..=H2_PREFACE.len() {
+            let mut s = Scanner::new(HeadLimits::default());
+            s.feed(&H2_PREFACE[..i]).unwrap();
+            s.feed(&H2_PREFACE[i..]).unwrap();
+            assert_eq!(s.state, State::Passthrough, "split at {i}");
+        }
+        let mut s = Scanner::new(HeadLimits::default());
+        for b in H2_PREFACE {
+            s.feed(&[*b]).unwrap();
+        }
+        assert_eq!(s.state, State::Passthrough);
+        // Something that starts like the preface but is not, is HTTP/1 (and malformed).
+        assert_eq!(scan_split(b"PRI * HTTP/1.1\r\n\r\n"), Ok(()));
+    }
+
+    #[test]
+    fn the_verdict_on_an_oversized_head_does_not_depend_on_reads_regression_fuzz_limit_order() {
+        let limits = HeadLimits::default();
+        let line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(limits.max_request_line));
+        let pad = limits.max_head_bytes + 1 - line.len() - 4;
+        let head = format!("{line}x: {}\r\n", "b".repeat(pad - 5));
+        let stream = format!("{head}\r\n");
+        assert_eq!(scan_split(stream.as_bytes()), Err(Violation::LineTooLong));
     }
 
     #[test]
