@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityUid, Policy, PolicyId, PolicySet,
@@ -97,7 +98,17 @@ pub struct PolicyEngine {
     token_set: PolicySet,
     empty: PolicySet,
     authorizer: Authorizer,
+    /// Decisions already made since the last change. Policies are fixed between changes, so
+    /// a decision is a pure function of its inputs; any change clears this.
+    decisions: Mutex<HashMap<DecisionKey, bool>>,
+    /// Whether to use `decisions` (off to measure the uncached cost).
+    pub cache: bool,
 }
+
+type DecisionKey = (String, &'static str, String);
+
+/// Cached decisions before the cache is cleared (guests choose hosts; keep memory bounded).
+const MAX_CACHED_DECISIONS: usize = 100_000;
 
 impl PolicyEngine {
     pub fn new() -> Result<Self, PolicyError> {
@@ -111,6 +122,8 @@ impl PolicyEngine {
             token_set: PolicySet::new(),
             empty: PolicySet::new(),
             authorizer: Authorizer::new(),
+            decisions: Mutex::new(HashMap::new()),
+            cache: true,
         };
         engine.recompile()?;
         Ok(engine)
@@ -158,6 +171,7 @@ impl PolicyEngine {
 
     /// Replaces every guardrail (`(name, text)` pairs) and recompiles.
     pub fn set_guardrails(&mut self, guardrails: Vec<(String, String)>) -> Result<(), PolicyError> {
+        self.forget_decisions();
         self.guardrails = guardrails;
         self.recompile()
     }
@@ -168,6 +182,7 @@ impl PolicyEngine {
         function: &str,
         grants: FunctionGrants,
     ) -> Result<(), PolicyError> {
+        self.forget_decisions();
         self.grants.insert(function.to_string(), grants);
         let set = self.function_set(function)?;
         self.function_sets.insert(function.to_string(), set);
@@ -180,6 +195,7 @@ impl PolicyEngine {
     }
 
     pub fn remove_function(&mut self, function: &str) {
+        self.forget_decisions();
         self.grants.remove(function);
         self.function_sets.remove(function);
     }
@@ -276,16 +292,12 @@ impl PolicyEngine {
         let Ok(action) = EntityUid::from_str(&format!("Action::{}", quote(action))) else {
             return false;
         };
-        let Ok(request) = Request::new(
-            principal,
-            action,
-            resource,
-            Context::empty(),
-            Some(&self.schema),
-        ) else {
+        // No schema check per request: the policies were validated against the schema when
+        // compiled, and the entities here are built by this crate in the schema's shape.
+        let Ok(request) = Request::new(principal, action, resource, Context::empty(), None) else {
             return false;
         };
-        let Ok(entities) = Entities::from_entities(entities, Some(&self.schema)) else {
+        let Ok(entities) = Entities::from_entities(entities, None) else {
             return false;
         };
         self.authorizer
@@ -298,8 +310,47 @@ impl PolicyEngine {
         self.function_sets.get(function).unwrap_or(&self.empty)
     }
 
+    fn forget_decisions(&self) {
+        if let Ok(mut d) = self.decisions.lock() {
+            d.clear();
+        }
+    }
+
+    /// A decision from the cache, or made by `decide` and remembered.
+    fn cached(&self, key: DecisionKey, decide: impl FnOnce() -> bool) -> bool {
+        if !self.cache {
+            return decide();
+        }
+        if let Some(d) = self
+            .decisions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).copied())
+        {
+            return d;
+        }
+        let d = decide();
+        if let Ok(mut m) = self.decisions.lock() {
+            if m.len() >= MAX_CACHED_DECISIONS {
+                m.clear();
+            }
+            m.insert(key, d);
+        }
+        d
+    }
+
     /// May `function` send a request to this host?
     pub fn may_request(&self, function: &str, host: &HostRequest<'_>) -> bool {
+        let scheme = if host.https { "https" } else { "http" };
+        let key = (
+            function.to_string(),
+            "http:request",
+            format!("{scheme}://{}:{}", host.name, host.port),
+        );
+        self.cached(key, || self.decide_request(function, host))
+    }
+
+    fn decide_request(&self, function: &str, host: &HostRequest<'_>) -> bool {
         let (Ok(principal), Ok(resource)) = (
             uid("Function", function),
             uid(
