@@ -187,8 +187,9 @@ impl Scanner {
         let room = self.limits.max_head_bytes + 1 - before.min(self.limits.max_head_bytes);
         let take = bytes.len().min(room);
         self.line.extend_from_slice(&bytes[..take]);
-        refuse_bare_lf(&self.line, before)?;
         let end = find(&self.line[search_from..], b"\r\n\r\n").map(|i| search_from + i + 4);
+        // Only head bytes are judged here: what follows the head is body or the next request.
+        refuse_bare_lf(&self.line[..end.unwrap_or(self.line.len())], before)?;
         let Some(end) = end else {
             let first_line = self
                 .line
@@ -582,6 +583,17 @@ mod tests {
         assert_eq!(scan_split(stream), Err(Violation::Framing));
         let trailers = b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\nx: 1\n\n";
         assert_eq!(scan_split(trailers), Err(Violation::Framing));
+    }
+
+    #[test]
+    fn a_body_with_newlines_in_the_same_read_as_its_head_passes_regression_fuzz_lf_body() {
+        assert_eq!(
+            scan_split(
+                b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 14\r\n\r\n{\n  \"a\": 1\n}\n"
+            ),
+            Ok(())
+        );
+        assert_eq!(scan_split(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n\n"), Ok(()));
     }
 
     #[test]

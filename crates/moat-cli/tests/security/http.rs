@@ -164,3 +164,22 @@ fn http2_with_prior_knowledge_is_served() {
     });
     assert_eq!((status, body.as_str()), (200, "Hello, world!"));
 }
+
+#[test]
+fn a_json_body_with_newlines_in_the_same_packet_as_its_head_is_served() {
+    // Regression (fuzz/ `lf-body`): only head bytes may be judged for bare line feeds.
+    let (node, _t) = node();
+    let reply = raw_request(
+        &node.gateway,
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 13\r\nconnection: close\r\n\r\n{\n  \"a\": 1\n}\n",
+        Duration::from_secs(5),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // A head with bare line feeds is refused.
+    let reply = raw_request(
+        &node.gateway,
+        b"GET /hello HTTP/1.1\nhost: x\n\n",
+        Duration::from_secs(5),
+    );
+    assert_refused(&reply, 400, "bad_request");
+}
