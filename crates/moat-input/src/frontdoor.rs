@@ -189,30 +189,34 @@ impl Scanner {
         self.line.extend_from_slice(&bytes[..take]);
         let end = find(&self.line[search_from..], b"\r\n\r\n").map(|i| search_from + i + 4);
         // Only head bytes are judged here: what follows the head is body or the next request.
-        refuse_bare_lf(&self.line[..end.unwrap_or(self.line.len())], before)?;
+        // Of several violations, the one earliest in the stream is reported, so the verdict
+        // never depends on where reads were cut.
+        let head_len = end.unwrap_or(self.line.len());
+        let mut earliest: Option<(usize, Violation)> = None;
+        let mut consider = |at: usize, v: Violation| {
+            if earliest.is_none_or(|(p, _)| at < p) {
+                earliest = Some((at, v));
+            }
+        };
+        let first_line = self.line[..head_len]
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap_or(head_len);
+        if first_line > self.limits.max_request_line {
+            consider(self.limits.max_request_line, Violation::LineTooLong);
+        }
+        if let Some(at) = bare_lf(&self.line[..head_len], before) {
+            consider(at, Violation::Framing);
+        }
+        if head_len > self.limits.max_head_bytes {
+            consider(self.limits.max_head_bytes, Violation::HeadTooLarge);
+        }
+        if let Some((_, v)) = earliest {
+            return Err(v);
+        }
         let Some(end) = end else {
-            let first_line = self
-                .line
-                .iter()
-                .position(|b| *b == b'\n')
-                .unwrap_or(self.line.len());
-            if first_line > self.limits.max_request_line {
-                return Err(Violation::LineTooLong);
-            }
-            if self.line.len() > self.limits.max_head_bytes {
-                return Err(Violation::HeadTooLarge);
-            }
             return Ok(&bytes[take..]);
         };
-        // The request line is judged first, as when no end was found, so the verdict does
-        // not depend on where reads were cut.
-        let first_line = self.line.iter().position(|b| *b == b'\n').unwrap_or(end);
-        if first_line > self.limits.max_request_line {
-            return Err(Violation::LineTooLong);
-        }
-        if end > self.limits.max_head_bytes {
-            return Err(Violation::HeadTooLarge);
-        }
         let head = std::mem::take(&mut self.line);
         self.state = self.framing(&head[..end])?;
         // Bytes of this read past the head belong to the body or the next request.
@@ -325,13 +329,15 @@ impl Scanner {
 
 /// A line ending without its CR: hyper (httparse) accepts it, other HTTP peers may not, and
 /// a head framed that way would not be seen to end here; so it is refused outright.
+fn bare_lf(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find(|&i| buf[i] == b'\n' && (i == 0 || buf[i - 1] != b'\r'))
+}
+
 fn refuse_bare_lf(buf: &[u8], from: usize) -> Result<(), Violation> {
-    for i in from..buf.len() {
-        if buf[i] == b'\n' && (i == 0 || buf[i - 1] != b'\r') {
-            return Err(Violation::Framing);
-        }
+    match bare_lf(buf, from) {
+        Some(_) => Err(Violation::Framing),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -594,6 +600,26 @@ mod tests {
             Ok(())
         );
         assert_eq!(scan_split(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n\n"), Ok(()));
+    }
+
+    #[test]
+    fn the_earliest_violation_wins_however_reads_are_cut_regression_fuzz_violation_order() {
+        // A request line growing past its limit before a bare LF arrives: LineTooLong whether
+        // the LF comes in the same read or a later one.
+        let limits = HeadLimits {
+            max_request_line: 60,
+            ..HeadLimits::default()
+        };
+        let mut stream = b"GET /".to_vec();
+        stream.extend_from_slice(&[b'a'; 80]);
+        stream.extend_from_slice(b"\nx");
+        let whole = Scanner::new(limits).feed(&stream);
+        assert_eq!(whole, Err(Violation::LineTooLong));
+        for i in 0..stream.len() {
+            let mut s = Scanner::new(limits);
+            let r = s.feed(&stream[..i]).and_then(|()| s.feed(&stream[i..]));
+            assert_eq!(r, whole, "split at {i}");
+        }
     }
 
     #[test]
