@@ -12,6 +12,8 @@
 #   WARMUP=2           seconds of untimed wrk load per server before measuring
 #   STARTUP_RUNS=3     runs per time-to-first-200 measurement (median reported)
 #   FUNCTIONS=1000     functions deployed in the many-functions RSS scenario (0 skips it)
+#   JSON_SCHEMA=1      0 skips the JSON-schema validation scenario
+#   JSON_CONNS="1 16"  wrk concurrencies of the JSON-schema scenario
 #   SKIP_BUILD=1       use the binaries and guests already built
 #   SKIP_INSTALL=1     never install wrk or wasmtime (fail if missing)
 set -euo pipefail
@@ -25,13 +27,15 @@ CONNS="${CONNS:-1 16 64}"
 WARMUP="${WARMUP:-2}"
 STARTUP_RUNS="${STARTUP_RUNS:-3}"
 FUNCTIONS="${FUNCTIONS:-1000}"
+JSON_SCHEMA="${JSON_SCHEMA:-1}"
+JSON_CONNS="${JSON_CONNS:-1 16}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 SKIP_INSTALL="${SKIP_INSTALL:-0}"
 WASMTIME_VERSION=48.0.8
 # The CLI would prefer these over the data dirs and addresses this script passes.
 unset MOAT_TOKEN MOAT_ADMIN_URL MOAT_DATA_DIR MOAT_GATEWAY_URL MOAT_MASTER_KEY
 
-for v in DURATION ROUNDS WARMUP STARTUP_RUNS FUNCTIONS; do
+for v in DURATION ROUNDS WARMUP STARTUP_RUNS FUNCTIONS JSON_SCHEMA; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "error: $v must be a whole number, got '${!v}'" >&2; exit 2; }
 done
 ((DURATION >= 1 && ROUNDS >= 1 && STARTUP_RUNS >= 1)) ||
@@ -341,9 +345,9 @@ to_ms() { # wrk latency like 135.00us, 1.23ms, 1.02s, 1.10m
         printf "%.3f", n }'
 }
 
-run_wrk() { # SERVER URL CONNS DURATION_S OUTFILE
+run_wrk() { # SERVER URL CONNS DURATION_S OUTFILE [WRK-OPTION...]
     local server="$1" url="$2" c="$3" d="$4" file="$5" t=$(($3 < 2 ? $3 : 2))
-    wrk --latency "-t$t" "-c$c" "-d${d}s" "$url" >"$file" 2>&1 ||
+    wrk --latency "-t$t" "-c$c" "-d${d}s" "${@:6}" "$url" >"$file" 2>&1 ||
         { cat "$file" >&2; die "wrk failed against $server ($url)"; }
     if grep -q 'Non-2xx' "$file"; then
         cat "$file" >&2
@@ -383,15 +387,106 @@ measure_load() { # uses order, url, spid; sets rss, rss_after and the wrk_* arra
 # ---------------------------------------------------------------------------------------------
 extra=""
 
-# EXTENSION POINT: a function that validates its JSON body against a JSON schema, loaded with
-# 1 KiB and 64 KiB POST bodies (bench/wrk/post.lua: BODY_FILE=<file> wrk -s bench/wrk/post.lua
-# URL). To add once the schema-validating function exists: deploy it on the moat node (and an
-# equivalent on the other servers where that makes sense), generate the two bodies in $tmp,
-# run run_wrk-like loops with `-s "$repo/bench/wrk/post.lua"` and report req/s and p50/p99 per
-# body size side by side with the same bodies POSTed to the plain hello function.
+# JSON-schema validation cost: one fresh Moat node, the `echo` example deployed twice, as
+# `order-schema` (public, [input] POST + application/json + bench/schemas/order.json) and as
+# `order-plain` (no [input]), both with max_body_bytes = 1 MiB. Valid bodies of 1 KiB and
+# 64 KiB (bench/schemas/gen_order.py) are POSTed to both with bench/wrk/post.lua at each
+# JSON_CONNS, ROUNDS rounds interleaved; the p50 difference is the cost of the validation
+# (read whole, depth check, parse, validate) in front of the same guest.
 scenario_json_schema() {
-    log "scenario json-schema: not implemented yet (extension point)"
+    ((JSON_SCHEMA)) || { log "JSON_SCHEMA=0: skipping the json-schema scenario"; return; }
+    local dir="$tmp/moat-json" jdir="$tmp/json" echo_wasm="$repo/target/wasm/wasm32-wasip2/release/echo.wasm"
+    local size c v round f st
+    [[ -f "$echo_wasm" ]] || die "missing $echo_wasm (scripts/build-guests.sh builds it)"
+    mkdir -p "$jdir" "$out/json"
+    cp "$repo/bench/schemas/order.json" "$jdir/order.json"
+    printf '[function]\nname = "order-schema"\ncomponent = "%s"\nroute = "/order-schema"\nauth = "public"\n\n[limits]\nmax_body_bytes = 1048576\n\n[input]\nmethods = ["POST"]\ncontent_types = ["application/json"]\nschema = "order.json"\n' \
+        "$echo_wasm" >"$jdir/order-schema.toml"
+    printf '[function]\nname = "order-plain"\ncomponent = "%s"\nroute = "/order-plain"\nauth = "public"\n\n[limits]\nmax_body_bytes = 1048576\n' \
+        "$echo_wasm" >"$jdir/order-plain.toml"
+    command -v python3 >/dev/null && command -v curl >/dev/null ||
+        die "the json-schema scenario needs python3 and curl (JSON_SCHEMA=0 skips it)"
+    local items=() gen
+    for size in 1 64; do
+        gen="$(python3 "$repo/bench/schemas/gen_order.py" $((size * 1024)) "$out/json/body-${size}k.json")" ||
+            die "cannot generate the ${size} KiB body"
+        items+=("${size} KiB: ${gen##*bytes, }")
+    done
+    cp "$jdir"/*.toml "$out/json/"
+
+    start_moat moat-json "$dir"
+    local mpid="$pid" mport="$port" madmin="$admin_port"
+    wait_moat_ready "$mpid" "$mport" "$madmin" || die "moat did not start (see $out/moat-json.log)"
+    for v in schema plain; do
+        moat_cli "$dir" "$madmin" deploy "$jdir/order-$v.toml" >>"$out/deploy-json.log" 2>&1 ||
+            die "deploy of order-$v failed (see $out/deploy-json.log)"
+    done
+    # Sanity: the bodies pass on both routes; an invalid one is refused only with the schema.
+    for size in 1 64; do
+        for v in schema plain; do
+            st="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+                --data-binary "@$out/json/body-${size}k.json" "http://127.0.0.1:$mport/order-$v")"
+            [[ "$st" == 200 ]] || die "POST of the ${size} KiB body to /order-$v answered $st, not 200"
+        done
+    done
+    st="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+        --data-binary '{"order_id":"nope"}' "http://127.0.0.1:$mport/order-schema")"
+    [[ "$st" == 400 ]] || die "an invalid body to /order-schema answered $st, not 400"
+
+    declare -A j_rps=() j_p50=() j_p99=()
+    for v in schema plain; do
+        export BODY_FILE="$out/json/body-1k.json"
+        ((WARMUP == 0)) || run_wrk "order-$v" "http://127.0.0.1:$mport/order-$v" 16 "$WARMUP" \
+            "$out/json/wrk-$v-warmup.txt" -s "$repo/bench/wrk/post.lua"
+    done
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for size in 1 64; do
+            export BODY_FILE="$out/json/body-${size}k.json"
+            for c in $JSON_CONNS; do
+                for v in schema plain; do
+                    log "json-schema round $round/$ROUNDS: ${size} KiB, order-$v, c=$c, ${DURATION}s"
+                    f="$out/json/wrk-$v-${size}k-c$c-r$round.txt"
+                    run_wrk "order-$v ${size}KiB" "http://127.0.0.1:$mport/order-$v" "$c" "$DURATION" "$f" \
+                        -s "$repo/bench/wrk/post.lua"
+                    j_rps[$v,$size,$c]+="$(awk '/^Requests\/sec:/ {print $2}' "$f") "
+                    j_p50[$v,$size,$c]+="$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")") "
+                    j_p99[$v,$size,$c]+="$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")") "
+                done
+            done
+        done
+    done
+    unset BODY_FILE
+    stop_server "$mpid"
+
+    local rows="" ps pp
+    for size in 1 64; do
+        for c in $JSON_CONNS; do
+            ps="$(median ${j_p50[schema,$size,$c]})" pp="$(median ${j_p50[plain,$size,$c]})"
+            rows+="| ${size} KiB | $c | $(fmt %.0f "$(median ${j_rps[schema,$size,$c]})") | $(fmt %.3f "$ps") / $(fmt %.2f "$(median ${j_p99[schema,$size,$c]})") | $(fmt %.0f "$(median ${j_rps[plain,$size,$c]})") | $(fmt %.3f "$pp") / $(fmt %.2f "$(median ${j_p99[plain,$size,$c]})") | $(fmt %+.0f "$(awk -v a="$ps" -v b="$pp" 'BEGIN {print (a - b) * 1000}')") |"$'\n'
+            echo "json $size KiB c=$c: schema req/s ${j_rps[schema,$size,$c]}; p50 ${j_p50[schema,$size,$c]}; p99 ${j_p99[schema,$size,$c]}; plain req/s ${j_rps[plain,$size,$c]}; p50 ${j_p50[plain,$size,$c]}; p99 ${j_p99[plain,$size,$c]}" >>"$out/json/rounds.txt"
+        done
+    done
+    extra+="
+### JSON-schema validation (one Moat node, \`echo\` deployed twice: with \`[input]\` POST, application/json, \`bench/schemas/order.json\`; and without \`[input]\`)
+
+| body | c | with schema req/s | with schema p50 / p99 (ms) | without req/s | without p50 / p99 (ms) | validation cost, p50 with − without (µs) |
+|---|---|---|---|---|---|---|
+${rows}
+Valid bodies generated by \`bench/schemas/gen_order.py\` ($(IFS=';'; echo "${items[*]}" | sed 's/;/, /g')), POSTed with \`bench/wrk/post.lua\`; no non-2xx responses (a schema failure would be a 400 and stop the run). \`echo\` answers the body back, so both columns include reading and echoing it; the difference is Moat's body read, depth check, parse and validation. Medians of $ROUNDS × ${DURATION}s; raw outputs in \`json/\`.
+"
 }
+
+# Mean instantiation time of the main Moat node, from its admin /metrics after the load runs.
+instantiation_time() { # ADMIN_PORT
+    local m sum count
+    m="$(curl -sf "http://127.0.0.1:$1/metrics")" || { log "could not read /metrics"; return; }
+    printf '%s\n' "$m" >"$out/moat-metrics.txt"
+    sum="$(awk '$1 == "moat_instantiation_seconds_sum" {print $2}' <<<"$m")"
+    count="$(awk '$1 == "moat_instantiation_seconds_count" {print $2}' <<<"$m")"
+    [[ -n "$sum" && -n "$count" ]] || { log "no moat_instantiation_seconds_* in /metrics"; return; }
+    inst_line="Mean instantiation time (main Moat node, admin \`/metrics\` after the load runs): $(fmt %.1f "$(awk -v s="$sum" -v n="$count" 'BEGIN {print (n > 0) ? s * 1e6 / n : 0}')") µs per instantiation (moat_instantiation_seconds_sum $sum / count $count, since the node's last restart)."
+}
+inst_line=""
 
 # Idle RSS of one node serving 1 function, then $FUNCTIONS functions (hello deployed under
 # distinct names and routes through the CLI), then after one request to each, plus req/s at
@@ -504,6 +599,10 @@ report() {
         local after=()
         for name in "${order[@]}"; do after+=("${label[$name]} ${rss_after[$name]}"); done
         echo "Idle RSS after all load runs (MiB): $(IFS=';'; echo "${after[*]}" | sed 's/;/; /g')."
+        if [[ -n "$inst_line" ]]; then
+            echo
+            echo "$inst_line"
+        fi
         if [[ -n "$socket_errors" ]]; then
             echo
             echo "wrk socket errors (requests not counted):"
@@ -569,6 +668,7 @@ main() {
     wait_for "$port" /hello "$pid" 120 >/dev/null || die "the baseline did not answer"
 
     measure_load
+    instantiation_time "${moat_admin_ports[$moat_dir]}"
     for name in "${order[@]}"; do stop_server "${spid[$name]}"; done
 
     scenario_json_schema
