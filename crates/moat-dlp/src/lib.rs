@@ -1,0 +1,1 @@
+//! Data-loss prevention for what leaves a function.

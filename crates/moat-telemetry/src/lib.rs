@@ -1,0 +1,1 @@
+//! Visibility: audit chain, checkpoints, alerts.
