@@ -4,5 +4,5 @@
 //! [`audit::now_ms`] wrapper and [`alerts::backoff_with_jitter`]. The node wires it to its
 //! store and HTTP client; every function here takes time as an argument, so tests are exact.
 
-// pub mod alerts;
+pub mod alerts;
 pub mod audit;

@@ -46,7 +46,9 @@ const MAX_RENUMBER_SHIFT: u64 = 1024;
 pub enum Finding {
     /// Record `seq` no longer holds what was chained: its content does not hash to its stored
     /// hash, or it does but the record after it still links to its former hash (it was
-    /// rewritten together with its own hash).
+    /// rewritten together with its own hash). The second reading is an inference: records
+    /// `seq + 1` and `seq + 2` agree with each other but not with `seq`, so `seq` is the odd one
+    /// out; if the checkpoint signed `seq`'s hash, [`Finding::Inserted`] is reported instead.
     Changed {
         /// The stored seq of the changed record.
         seq: u64,
@@ -266,6 +268,9 @@ pub fn verify(
                     // verified record before them.
                     if walk.hash_of(orig - 1) == Some(r.prev_hash) {
                         walk.rewind_to(orig - 1);
+                        // A checkpoint matched among the forged records was signed after
+                        // the forgery; it vouches for nothing that is still verified.
+                        matched &= checkpoint.is_some_and(|cp| cp.seq < orig);
                         Finding::Inserted { seq: orig }
                     } else {
                         Finding::Changed { seq: r.seq }
@@ -289,7 +294,9 @@ pub fn verify(
                     && next.prev_hash == r.hash
                     && next.is_self_consistent()
             });
-            let finding = if next_links && walk.last_seq > 0 {
+            // A predecessor whose hash the checkpoint signed was not rewritten.
+            let pinned = checkpoint.is_some_and(|cp| cp.seq == walk.last_seq);
+            let finding = if next_links && walk.last_seq > 0 && !pinned {
                 let changed = walk.last_seq;
                 walk.rewind_to(changed - 1);
                 Finding::Changed { seq: changed }
@@ -469,6 +476,24 @@ mod tests {
         let report = check(records);
         assert_eq!(report.finding, Some(Finding::Changed { seq: 4 }));
         assert_eq!(report.records, 3);
+    }
+
+    #[test]
+    fn a_checkpointed_predecessor_is_not_blamed_for_a_broken_link() {
+        let original = chain(N);
+        let cp = checkpoint_of(&original, 3);
+        let mut records = original;
+        // Record 4 and 5 replaced by forgeries that link to each other but not to 3.
+        let mut c = Chain::new(Some((3, [0xaa; 32])));
+        records[3] = c.append(event(40));
+        records[4] = c.append(event(50));
+        assert_eq!(
+            check(records.clone()).finding,
+            Some(Finding::Changed { seq: 3 })
+        );
+        let report = check_cp(records, &cp);
+        assert_eq!(report.finding, Some(Finding::Inserted { seq: 4 }));
+        assert!(report.checkpoint_matched);
     }
 
     #[test]
