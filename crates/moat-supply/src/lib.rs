@@ -1,1 +1,11 @@
-//! Supply chain: signatures, SBOMs, advisories.
+//! Supply chain: artifact signatures, SBOMs, OSV advisories with per-ecosystem version
+//! matching, and scan reports.
+//!
+//! Pure library: nothing here touches the network. The CLI (`moat sign`, `moat scan`,
+//! `moat advisories import`) and the node call into it.
+
+pub mod ecosystem;
+pub mod npm;
+pub mod pep440;
+
+pub use ecosystem::{EcoVersion, Ecosystem};
