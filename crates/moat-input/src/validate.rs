@@ -292,6 +292,21 @@ mod tests {
     }
 
     #[test]
+    fn patterns_run_on_a_linear_time_engine() {
+        // Backtracking-only syntax is refused at deploy: the engine that would run it could
+        // be driven into exponential time by a caller's string.
+        for pattern in ["^(?=a)a$", "^(a)\\1$"] {
+            let err = Schema::compile(&json!({"type": "string", "pattern": pattern}));
+            assert!(err.is_err(), "{pattern} compiled");
+        }
+        // The classic catastrophic pattern stays a plain, quick answer.
+        let s = Schema::compile(&json!({"type": "string", "pattern": "^(a+)+$"})).unwrap();
+        let mut evil = "\"".to_string() + &"a".repeat(50_000);
+        evil.push_str("!\"");
+        assert!(s.check(evil.as_bytes()).is_err());
+    }
+
+    #[test]
     fn invalid_schemas_do_not_compile() {
         assert!(Schema::compile(&json!({"type": "no-such-type"})).is_err());
         assert!(Schema::compile(&json!({"minimum": "ten"})).is_err());
