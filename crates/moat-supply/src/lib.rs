@@ -9,3 +9,13 @@ pub mod npm;
 pub mod pep440;
 
 pub use ecosystem::{EcoVersion, Ecosystem};
+pub mod inspect;
+pub mod lockfile;
+pub mod osv;
+pub mod sbom;
+pub mod severity;
+
+pub use inspect::{ComponentInfo, inspect_component};
+pub use osv::{AdvisoryDb, AdvisoryError, Finding};
+pub use sbom::{Package, Sbom, SbomError, SbomSource};
+pub use severity::Severity;
