@@ -14,8 +14,10 @@ pub mod lockfile;
 pub mod osv;
 pub mod sbom;
 pub mod severity;
+pub mod sign;
 
 pub use inspect::{ComponentInfo, inspect_component};
 pub use osv::{AdvisoryDb, AdvisoryError, Finding};
 pub use sbom::{Package, Sbom, SbomError, SbomSource};
 pub use severity::Severity;
+pub use sign::{PublicKeyText, SecretKeyText, SignatureError, generate_keypair, sign, verify};

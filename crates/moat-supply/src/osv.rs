@@ -369,10 +369,6 @@ enum Kind {
 /// OSV's range evaluation: events sorted by version (`introduced: "0"` first); walking up
 /// to `v`, `introduced <= v` opens, `fixed <= v` closes, `last_affected < v` closes.
 /// Returns `Some(first fixed above v)` when `v` is inside.
-#[expect(
-    clippy::type_complexity,
-    reason = "a local return shape: affected or not, and the fix with its text"
-)]
 fn range_affects(
     eco: Ecosystem,
     events: &[Event],
