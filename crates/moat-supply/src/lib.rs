@@ -12,12 +12,14 @@ pub use ecosystem::{EcoVersion, Ecosystem};
 pub mod inspect;
 pub mod lockfile;
 pub mod osv;
+pub mod report;
 pub mod sbom;
 pub mod severity;
 pub mod sign;
 
 pub use inspect::{ComponentInfo, inspect_component};
 pub use osv::{AdvisoryDb, AdvisoryError, Finding};
+pub use report::Report;
 pub use sbom::{Package, Sbom, SbomError, SbomSource};
 pub use severity::Severity;
 pub use sign::{PublicKeyText, SecretKeyText, SignatureError, generate_keypair, sign, verify};
