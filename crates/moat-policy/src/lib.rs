@@ -17,8 +17,9 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityUid, Policy, PolicyId, PolicySet,
-    Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Request, RestrictedExpression,
+    Schema, ValidationMode, Validator,
 };
 
 /// The Cedar schema of Moat's principals, actions and resources.
@@ -93,8 +94,16 @@ pub struct PolicyEngine {
     guardrails: Vec<(String, String)>,
     /// The guardrails compiled once; every other set starts from a copy.
     guardrail_set: PolicySet,
+    /// Per function action, the guardrails that can apply to it, folded into one forbid (see
+    /// [`fold_forbids`]), or as they are if folding failed.
+    guardrails_by_action: HashMap<&'static str, Vec<Policy>>,
     grants: HashMap<String, FunctionGrants>,
-    function_sets: HashMap<String, PolicySet>,
+    /// Per function, per action: only the policies whose scope can match that function and
+    /// action. Cedar evaluates every policy in the set it is given, so judging a request
+    /// against this slice instead of the function's whole set is what keeps a decision
+    /// cheap with many guardrails (the result is the same: a policy whose scope cannot
+    /// match never applies).
+    function_sets: HashMap<String, ActionSets>,
     token_set: PolicySet,
     empty: PolicySet,
     authorizer: Authorizer,
@@ -107,6 +116,18 @@ pub struct PolicyEngine {
 
 type DecisionKey = (String, &'static str, String);
 
+/// A function's policies, split by the action they can apply to.
+type ActionSets = HashMap<&'static str, PolicySet>;
+
+/// The actions whose principal is a function.
+const FUNCTION_ACTIONS: [&str; 5] = [
+    "http:request",
+    "secret:read",
+    "config:read",
+    "kv:read",
+    "kv:write",
+];
+
 /// Cached decisions before the cache is cleared (guests choose hosts; keep memory bounded).
 const MAX_CACHED_DECISIONS: usize = 100_000;
 
@@ -117,6 +138,7 @@ impl PolicyEngine {
             schema,
             guardrails: Vec::new(),
             guardrail_set: PolicySet::new(),
+            guardrails_by_action: HashMap::new(),
             grants: HashMap::new(),
             function_sets: HashMap::new(),
             token_set: PolicySet::new(),
@@ -184,8 +206,8 @@ impl PolicyEngine {
     ) -> Result<(), PolicyError> {
         self.forget_decisions();
         self.grants.insert(function.to_string(), grants);
-        let set = self.function_set(function)?;
-        self.function_sets.insert(function.to_string(), set);
+        let sets = self.function_action_sets(function)?;
+        self.function_sets.insert(function.to_string(), sets);
         Ok(())
     }
 
@@ -262,8 +284,61 @@ impl PolicyEngine {
         Ok(set)
     }
 
+    /// The function's set (validated whole), split by action: its own permits that can
+    /// apply to the action, plus the guardrails for that action.
+    fn function_action_sets(&self, function: &str) -> Result<ActionSets, PolicyError> {
+        let whole = self.function_set(function)?;
+        let principal = uid("Function", function)?;
+        let mut sets = HashMap::new();
+        for action in FUNCTION_ACTIONS {
+            let action_uid = action_uid(action)?;
+            let mut set = PolicySet::new();
+            for p in whole.policies() {
+                if p.effect() == cedar_policy::Effect::Permit
+                    && scope_may_match(p, &principal, &action_uid)
+                {
+                    set.add(p.clone()).map_err(invalid)?;
+                }
+            }
+            for p in self.guardrails_by_action.get(action).into_iter().flatten() {
+                set.add(p.clone()).map_err(invalid)?;
+            }
+            sets.insert(action, set);
+        }
+        Ok(sets)
+    }
+
+    /// For each function action, the guardrails whose action scope includes it, folded
+    /// into one policy when that validates.
+    fn guardrails_by_action(&self) -> Result<HashMap<&'static str, Vec<Policy>>, PolicyError> {
+        let mut by_action = HashMap::new();
+        for action in FUNCTION_ACTIONS {
+            let action_uid = action_uid(action)?;
+            let rails: Vec<Policy> = self
+                .guardrail_set
+                .policies()
+                .filter(|p| match p.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => a == action_uid,
+                    ActionConstraint::In(list) => list.contains(&action_uid),
+                })
+                .cloned()
+                .collect();
+            let folded = (rails.len() > 1)
+                .then(|| fold_forbids(action, &rails))
+                .flatten()
+                .filter(|p| {
+                    let mut set = PolicySet::new();
+                    set.add(p.clone()).is_ok() && self.validate(&set).is_ok()
+                });
+            by_action.insert(action, folded.map_or(rails, |p| vec![p]));
+        }
+        Ok(by_action)
+    }
+
     fn recompile(&mut self) -> Result<(), PolicyError> {
         self.guardrail_set = self.compile_guardrails()?;
+        self.guardrails_by_action = self.guardrails_by_action()?;
         let mut token_set = self.guardrail_set.clone();
         let roles = PolicySet::from_str(ROLE_POLICIES).map_err(|e| invalid(format!("{e:?}")))?;
         for (i, p) in roles.policies().enumerate() {
@@ -274,7 +349,7 @@ impl PolicyEngine {
         self.validate(&token_set)?;
         let mut function_sets = HashMap::new();
         for f in self.grants.keys() {
-            function_sets.insert(f.clone(), self.function_set(f)?);
+            function_sets.insert(f.clone(), self.function_action_sets(f)?);
         }
         self.token_set = token_set;
         self.function_sets = function_sets;
@@ -289,7 +364,7 @@ impl PolicyEngine {
         resource: EntityUid,
         entities: Vec<Entity>,
     ) -> bool {
-        let Ok(action) = EntityUid::from_str(&format!("Action::{}", quote(action))) else {
+        let Ok(action) = action_uid(action) else {
             return false;
         };
         // No schema check per request: the policies were validated against the schema when
@@ -300,14 +375,18 @@ impl PolicyEngine {
         let Ok(entities) = Entities::from_entities(entities, None) else {
             return false;
         };
-        self.authorizer
-            .is_authorized(&request, set, &entities)
-            .decision()
-            == Decision::Allow
+        let response = self.authorizer.is_authorized(&request, set, &entities);
+        // Fail closed: Cedar skips a policy whose evaluation errors, which for a guardrail
+        // (a forbid) would let the request through. Validated policies over entities of the
+        // schema's shape should not error; if one does, the answer is no.
+        response.decision() == Decision::Allow && response.diagnostics().errors().next().is_none()
     }
 
-    fn function_policies(&self, function: &str) -> &PolicySet {
-        self.function_sets.get(function).unwrap_or(&self.empty)
+    fn function_policies(&self, function: &str, action: &str) -> &PolicySet {
+        self.function_sets
+            .get(function)
+            .and_then(|sets| sets.get(action))
+            .unwrap_or(&self.empty)
     }
 
     fn forget_decisions(&self) {
@@ -383,7 +462,7 @@ impl PolicyEngine {
             return false;
         };
         self.decide(
-            self.function_policies(function),
+            self.function_policies(function, "http:request"),
             principal,
             "http:request",
             resource,
@@ -405,12 +484,38 @@ impl PolicyEngine {
             return false;
         };
         self.decide(
-            self.function_policies(function),
+            self.function_policies(function, "secret:read"),
             principal,
             "secret:read",
             resource,
             vec![entity],
         )
+    }
+
+    /// May `function` read (or, with `write`, change) this key-value bucket?
+    pub fn may_use_bucket(&self, function: &str, bucket: &str, write: bool) -> bool {
+        let action = if write { "kv:write" } else { "kv:read" };
+        let key = (function.to_string(), action, bucket.to_string());
+        self.cached(key, || {
+            let (Ok(principal), Ok(resource)) = (uid("Function", function), uid("Bucket", bucket))
+            else {
+                return false;
+            };
+            let attrs = HashMap::from([(
+                "name".to_string(),
+                RestrictedExpression::new_string(bucket.to_string()),
+            )]);
+            let Ok(entity) = Entity::new(resource.clone(), attrs, HashSet::new()) else {
+                return false;
+            };
+            self.decide(
+                self.function_policies(function, action),
+                principal,
+                action,
+                resource,
+                vec![entity],
+            )
+        })
     }
 
     /// May this token (its id, role and optional function scope) perform `action`?
@@ -462,8 +567,107 @@ impl PolicyEngine {
     }
 }
 
+/// An entity id of one of the schema's types. Built without parsing: the type names are
+/// parsed once, and the id is taken as it is (any string is a valid Cedar id).
 fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    EntityUid::from_str(&format!("{kind}::{}", quote(id))).map_err(|e| invalid(format!("{e:?}")))
+    static TYPES: std::sync::OnceLock<HashMap<&'static str, EntityTypeName>> =
+        std::sync::OnceLock::new();
+    let types = TYPES.get_or_init(|| {
+        ["Role", "Node", "Function", "Token", "Host", "Secret", "Bucket", "Action"]
+            .into_iter()
+            .filter_map(|t| Some((t, EntityTypeName::from_str(t).ok()?)))
+            .collect()
+    });
+    let ty = types
+        .get(kind)
+        .ok_or_else(|| invalid(format!("unknown entity type `{kind}`")))?;
+    Ok(EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id)))
+}
+
+fn action_uid(action: &str) -> Result<EntityUid, PolicyError> {
+    uid("Action", action)
+}
+
+/// Folds forbid policies that all can apply to `action` into one equivalent forbid:
+/// `forbid(principal, action == A, resource) when { g1 || g2 || ... }`, where each `gi` is
+/// policy i's principal and resource scope and its `when`/`unless` conditions as one
+/// expression (its action scope is implied by `A`). Cedar pays a fixed cost per policy it
+/// evaluates, so one folded policy judges 20 guardrails in about the time of two.
+///
+/// The one difference from separate policies: an evaluation error in any `gi` now errors
+/// the folded policy, which [`PolicyEngine::decide`] treats as a denial (fail closed), as
+/// it treats an erroring guardrail anyway. Returns `None` if any policy cannot be folded;
+/// the caller then keeps them separate.
+fn fold_forbids(action: &str, policies: &[Policy]) -> Option<Policy> {
+    use serde_json::{Value, json};
+    fn scope(var: &str, c: &Value) -> Option<Option<Value>> {
+        let entity = |e: &Value| json!({"Value": {"__entity": e}});
+        let v = json!({"Var": var});
+        Some(match c.get("op")?.as_str()? {
+            "All" => None,
+            "==" => Some(json!({"==": {"left": v, "right": entity(c.get("entity")?)}})),
+            "in" => Some(json!({"in": {"left": v, "right": entity(c.get("entity")?)}})),
+            "is" => {
+                let mut is = json!({"left": v, "entity_type": c.get("entity_type")?});
+                if let Some(inner) = c.get("in") {
+                    is["in"] = entity(inner.get("entity")?);
+                }
+                Some(json!({"is": is}))
+            }
+            _ => return None, // a template slot, or a form this code does not know
+        })
+    }
+    let mut disjuncts = Vec::new();
+    for p in policies {
+        if p.effect() != cedar_policy::Effect::Forbid {
+            return None;
+        }
+        let est = p.to_json().ok()?;
+        let mut parts: Vec<Value> = Vec::new();
+        parts.extend(scope("principal", est.get("principal")?)?);
+        parts.extend(scope("resource", est.get("resource")?)?);
+        for c in est.get("conditions")?.as_array()? {
+            let body = c.get("body")?.clone();
+            parts.push(match c.get("kind")?.as_str()? {
+                "when" => body,
+                "unless" => json!({"!": {"arg": body}}),
+                _ => return None,
+            });
+        }
+        let conj = parts
+            .into_iter()
+            .reduce(|l, r| json!({"&&": {"left": l, "right": r}}))
+            .unwrap_or(json!({"Value": true}));
+        disjuncts.push(conj);
+    }
+    let body = disjuncts
+        .into_iter()
+        .reduce(|l, r| json!({"||": {"left": l, "right": r}}))?;
+    let folded = json!({
+        "effect": "forbid",
+        "principal": {"op": "All"},
+        "action": {"op": "==", "entity": {"type": "Action", "id": action}},
+        "resource": {"op": "All"},
+        "conditions": [{"kind": "when", "body": body}],
+    });
+    Policy::from_json(Some(PolicyId::new(format!("guardrails:{action}"))), folded).ok()
+}
+
+/// Whether a policy's principal and action scope can match this function principal (which
+/// has no parents in Moat's schema) and action (there are no action groups).
+fn scope_may_match(policy: &Policy, principal: &EntityUid, action: &EntityUid) -> bool {
+    let principal_ok = match policy.principal_constraint() {
+        PrincipalConstraint::Any => true,
+        PrincipalConstraint::Eq(u) | PrincipalConstraint::In(u) => u == *principal,
+        PrincipalConstraint::Is(t) => t == *principal.type_name(),
+        PrincipalConstraint::IsIn(t, u) => t == *principal.type_name() && u == *principal,
+    };
+    let action_ok = match policy.action_constraint() {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(a) => a == *action,
+        ActionConstraint::In(list) => list.contains(action),
+    };
+    principal_ok && action_ok
 }
 
 /// A Cedar string literal.
@@ -572,5 +776,78 @@ mod tests {
         let e = engine_with_orders();
         assert!(!e.may_read_secret("orders\" || true || \"", "stripe-key"));
         assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    fn engine(guardrail: &str) -> PolicyEngine {
+        let mut e = PolicyEngine::new().unwrap();
+        for f in ["orders", "billing"] {
+            e.set_grants(
+                f,
+                FunctionGrants {
+                    hosts: vec![(true, "api.example.com".into(), 443)],
+                    secrets: vec!["key".into()],
+                    buckets: vec!["shared".into()],
+                },
+            )
+            .unwrap();
+        }
+        if !guardrail.is_empty() {
+            e.set_guardrails(vec![("g".into(), guardrail.into())]).unwrap();
+        }
+        e
+    }
+
+    #[test]
+    fn buckets_are_granted_per_function_and_forbidden_by_guardrails() {
+        let e = engine("");
+        assert!(e.may_use_bucket("orders", "shared", false));
+        assert!(e.may_use_bucket("orders", "shared", true));
+        assert!(!e.may_use_bucket("orders", "other", false));
+        assert!(!e.may_use_bucket("nobody", "shared", false));
+        let e = engine(r#"forbid(principal, action == Action::"kv:write", resource);"#);
+        assert!(e.may_use_bucket("orders", "shared", false));
+        assert!(!e.may_use_bucket("orders", "shared", true));
+    }
+
+    #[test]
+    fn guardrails_apply_by_their_principal_and_action_scope() {
+        // Each scope form the split by function and action must honour.
+        let cases = [
+            (r#"forbid(principal == Function::"orders", action, resource);"#, [false, true]),
+            (r#"forbid(principal in Function::"orders", action, resource);"#, [false, true]),
+            (r#"forbid(principal is Function, action, resource);"#, [false, false]),
+            (
+                r#"forbid(principal is Function in Function::"billing", action, resource);"#,
+                [true, false],
+            ),
+            (
+                r#"forbid(principal, action in [Action::"kv:read", Action::"http:request"], resource);"#,
+                [false, false],
+            ),
+            (r#"forbid(principal, action == Action::"secret:read", resource);"#, [true, true]),
+        ];
+        for (rail, [orders, billing]) in cases {
+            let e = engine(rail);
+            let req = HostRequest {
+                https: true,
+                name: "api.example.com",
+                port: 443,
+            };
+            assert_eq!(e.may_request("orders", &req), orders, "{rail}");
+            assert_eq!(e.may_request("billing", &req), billing, "{rail}");
+            // The secret is only forbidden by rails that name secret:read or any action.
+            let any_action = !rail.contains("Action::");
+            let secret_forbidden = rail.contains("secret:read");
+            assert_eq!(
+                e.may_read_secret("orders", "key"),
+                !(secret_forbidden || (any_action && !orders)),
+                "{rail}"
+            );
+        }
     }
 }
