@@ -18,6 +18,93 @@ pub async fn run_all(store: &dyn Store) {
     secrets_are_versioned(store).await;
     policies_round_trip(store).await;
     usage_aggregates(store).await;
+    kv_buckets_and_quotas(store).await;
+    audit_chain_appends(store).await;
+}
+
+async fn kv_buckets_and_quotas(store: &dyn Store) {
+    use crate::BucketQuota;
+    let quota = BucketQuota {
+        max_value_bytes: 10,
+        max_keys: 3,
+        max_total_bytes: 30,
+    };
+    store.create_bucket("orders", quota).await.unwrap();
+    assert!(matches!(
+        store.create_bucket("orders", quota).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        store.kv_get("missing", "k").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.kv_get("orders", "a").await.unwrap(), None);
+    store.kv_set("orders", "a", b"1234".to_vec()).await.unwrap();
+    assert_eq!(store.kv_get("orders", "a").await.unwrap(), Some(b"1234".to_vec()));
+    assert!(store.kv_exists("orders", "a").await.unwrap());
+    // Value size.
+    assert!(matches!(
+        store.kv_set("orders", "b", vec![0; 11]).await,
+        Err(StoreError::Quota(_))
+    ));
+    // Total bytes: a(1+4) + b(1+10) + c(1+10) = 27; d(1+10) would make 38 > 30 -- and it
+    // would also be the fourth key.
+    store.kv_set("orders", "b", vec![1; 10]).await.unwrap();
+    store.kv_set("orders", "c", vec![2; 10]).await.unwrap();
+    assert!(matches!(
+        store.kv_set("orders", "d", vec![3; 1]).await,
+        Err(StoreError::Quota(_))
+    ));
+    // Overwriting within the totals is fine; growing past them is not.
+    store.kv_set("orders", "a", vec![4; 7]).await.unwrap();
+    assert!(matches!(
+        store.kv_set("orders", "a", vec![4; 9]).await,
+        Err(StoreError::Quota(_))
+    ));
+    let b = store.get_bucket("orders").await.unwrap().unwrap();
+    assert_eq!((b.keys, b.bytes), (3, 8 + 11 + 11));
+    store.kv_delete("orders", "c").await.unwrap();
+    store.kv_delete("orders", "c").await.unwrap();
+    assert_eq!(store.kv_increment("orders", "n", 5).await.unwrap(), 5);
+    assert_eq!(store.kv_increment("orders", "n", 2).await.unwrap(), 7);
+    assert!(store.kv_increment("orders", "b", 1).await.is_err());
+    let (keys, next) = store.kv_keys("orders", 0).await.unwrap();
+    assert_eq!(keys, vec!["a", "b", "n"]);
+    assert_eq!(next, None);
+    assert_eq!(store.list_buckets().await.unwrap().len(), 1);
+    assert!(store.delete_bucket("orders").await.unwrap());
+    assert!(!store.delete_bucket("orders").await.unwrap());
+    // A new bucket of the same name starts empty.
+    store.create_bucket("orders", quota).await.unwrap();
+    assert_eq!(store.kv_get("orders", "a").await.unwrap(), None);
+    store.delete_bucket("orders").await.unwrap();
+}
+
+async fn audit_chain_appends(store: &dyn Store) {
+    use moat_telemetry::audit::{AuditEvent, Outcome, verify};
+    let ev = |i: i64, f: &str| {
+        AuditEvent::new(i, "node", "kv.denied", "bucket:x", Outcome::Denied).with_function(f)
+    };
+    let first = store.append_audit(vec![ev(1, "a"), ev(2, "b")]).await.unwrap();
+    let second = store.append_audit(vec![ev(3, "a")]).await.unwrap();
+    assert_eq!(first[0].seq, 1);
+    assert_eq!(second[0].seq, 3);
+    assert_eq!(second[0].prev_hash, first[1].hash);
+    let all = store
+        .audit_records(crate::AuditQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(verify(all, None).is_ok());
+    let only_a = store
+        .audit_records(crate::AuditQuery {
+            function: Some("a".into()),
+            action: Some("kv.*".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_a.len(), 2);
 }
 
 async fn usage_aggregates(store: &dyn Store) {

@@ -9,6 +9,7 @@
 //! more than one row (a deploy, a rollback, a delete) is one transaction, so a crash leaves
 //! either the old state or the new one.
 
+pub mod crypto;
 mod sqlite;
 
 #[doc(hidden)]
@@ -30,8 +31,61 @@ pub enum StoreError {
     DigestMismatch { expected: String, actual: String },
     #[error("the store's schema version {found} is newer than this node understands ({known})")]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+    #[error("encrypted value unavailable: {0}")]
+    Sealed(String),
     #[error("store error: {0}")]
     Backend(String),
+}
+
+/// The limits of one key-value bucket. Sizes count key and value bytes as the function
+/// wrote them (not their encrypted form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketQuota {
+    pub max_value_bytes: u64,
+    pub max_keys: u64,
+    pub max_total_bytes: u64,
+}
+
+impl Default for BucketQuota {
+    fn default() -> Self {
+        BucketQuota {
+            max_value_bytes: 1 << 20,
+            max_keys: 10_000,
+            max_total_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A bucket and its use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub name: String,
+    pub quota: BucketQuota,
+    pub keys: u64,
+    pub bytes: u64,
+    pub created_at_ms: i64,
+}
+
+/// The largest key a function may use, in bytes.
+pub const MAX_KV_KEY_BYTES: usize = 1024;
+
+/// Keys per `list-keys` page.
+pub const KV_PAGE: usize = 1000;
+
+/// What an audit query selects.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Records with a greater sequence number.
+    pub after_seq: u64,
+    pub since_ms: Option<i64>,
+    pub function: Option<String>,
+    /// An exact action, or a prefix ending in `*` (`policy.*`).
+    pub action: Option<String>,
+    pub limit: u32,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -132,6 +186,33 @@ pub struct LogQuery {
 pub trait Store: Send + Sync + 'static {
     /// Stores content-addressed bytes. Idempotent; refuses bytes that do not hash to `digest`.
     async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()>;
+
+    // --- key-value buckets (values sealed at rest) ---
+    async fn create_bucket(&self, name: &str, quota: BucketQuota) -> Result<()>;
+    /// Deletes a bucket and every entry in it.
+    async fn delete_bucket(&self, name: &str) -> Result<bool>;
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>>;
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>>;
+    async fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sets a value, refusing with [`StoreError::Quota`] what would break the quota.
+    async fn kv_set(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<()>;
+    async fn kv_delete(&self, bucket: &str, key: &str) -> Result<()>;
+    async fn kv_exists(&self, bucket: &str, key: &str) -> Result<bool>;
+    /// One page of keys in key order, from `cursor` (an offset); the next cursor if more.
+    async fn kv_keys(&self, bucket: &str, cursor: u64) -> Result<(Vec<String>, Option<u64>)>;
+    /// Adds `delta` to the decimal counter at `key` (absent is 0), atomically.
+    async fn kv_increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64>;
+
+    // --- the audit chain ---
+    /// Appends events to the hash chain in one transaction, after the stored head.
+    async fn append_audit(
+        &self,
+        events: Vec<moat_telemetry::audit::AuditEvent>,
+    ) -> Result<Vec<moat_telemetry::audit::ChainedRecord>>;
+    async fn audit_records(
+        &self,
+        query: AuditQuery,
+    ) -> Result<Vec<moat_telemetry::audit::ChainedRecord>>;
     async fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>>;
     async fn has_blob(&self, digest: &str) -> Result<bool>;
 

@@ -9,7 +9,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use moat_telemetry::audit::{AuditEvent, Chain, ChainedRecord, Outcome};
+
+use crate::crypto::{Sealer, kv_aad};
 use crate::{
+    AuditQuery, BucketQuota, BucketRecord, KV_PAGE, MAX_KV_KEY_BYTES,
     FunctionRecord, LogQuery, LogRecord, NewVersion, Result, SecretMeta, Store, StoreError,
     TokenRecord, UsageRecord, VersionRecord, now_ms, sha256_hex,
 };
@@ -106,15 +110,53 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    (
+        6,
+        r#"
+    CREATE TABLE kv_buckets (
+        name TEXT PRIMARY KEY,
+        max_value_bytes INTEGER NOT NULL,
+        max_keys INTEGER NOT NULL,
+        max_total_bytes INTEGER NOT NULL,
+        keys INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE kv_entries (
+        bucket TEXT NOT NULL REFERENCES kv_buckets(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (bucket, key)
+    );
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        source TEXT,
+        request_id TEXT,
+        function TEXT,
+        details TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_function ON audit_log (function, seq);
+    "#,
+    ),
 ];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// A [`Store`] on an embedded SQLite database.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Seals key-value values; set by the node once its master key is known.
+    sealer: Arc<std::sync::RwLock<Option<Arc<Sealer>>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -147,7 +189,23 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            sealer: Arc::default(),
         })
+    }
+
+    /// Sets the master key that seals values at rest.
+    pub fn set_sealer(&self, sealer: Sealer) {
+        if let Ok(mut s) = self.sealer.write() {
+            *s = Some(Arc::new(sealer));
+        }
+    }
+
+    fn sealer(&self) -> Result<Arc<Sealer>> {
+        self.sealer
+            .read()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(|| StoreError::Sealed("no master key is set".into()))
     }
 
     async fn with<T, F>(&self, f: F) -> Result<T>
@@ -252,6 +310,317 @@ fn route_owner(tx: &rusqlite::Transaction<'_>, route: &str, function: &str) -> R
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn create_bucket(&self, name: &str, quota: BucketQuota) -> Result<()> {
+        let name = name.to_string();
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO kv_buckets (name, max_value_bytes, max_keys, max_total_bytes, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+                    params![
+                        name,
+                        quota.max_value_bytes as i64,
+                        quota.max_keys as i64,
+                        quota.max_total_bytes as i64,
+                        now_ms()
+                    ],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists(format!("bucket `{name}`")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute("DELETE FROM kv_entries WHERE bucket = ?1", params![name])
+                .map_err(backend)?;
+            let n = tx
+                .execute("DELETE FROM kv_buckets WHERE name = ?1", params![name])
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(&format!("{BUCKET_SELECT} ORDER BY name"))
+                .map_err(backend)?;
+            let rows = stmt.query_map([], bucket_row).map_err(backend)?;
+            rows.collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let name = name.to_string();
+        self.with(move |c| {
+            c.query_row(
+                &format!("{BUCKET_SELECT} WHERE name = ?1"),
+                params![name],
+                bucket_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let sealer = self.sealer()?;
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        self.with(move |c| {
+            bucket_exists(c, &bucket)?;
+            let sealed: Option<Vec<u8>> = c
+                .query_row(
+                    "SELECT sealed FROM kv_entries WHERE bucket = ?1 AND key = ?2",
+                    params![bucket, key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match sealed {
+                None => Ok(None),
+                Some(sealed) => {
+                    let value = sealer
+                        .open(&kv_aad(&bucket, &key), &sealed)
+                        .map_err(|e| StoreError::Sealed(format!("`{bucket}`/`{key}`: {e}")))?;
+                    Ok(Some(value.to_vec()))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn kv_set(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<()> {
+        let sealer = self.sealer()?;
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            put_entry(&tx, &sealer, &bucket, &key, &value)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn kv_delete(&self, bucket: &str, key: &str) -> Result<()> {
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            bucket_exists(&tx, &bucket)?;
+            let size: Option<i64> = tx
+                .query_row(
+                    "DELETE FROM kv_entries WHERE bucket = ?1 AND key = ?2 RETURNING size",
+                    params![bucket, key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some(size) = size {
+                tx.execute(
+                    "UPDATE kv_buckets SET keys = keys - 1, bytes = bytes - ?2 WHERE name = ?1",
+                    params![bucket, size],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn kv_exists(&self, bucket: &str, key: &str) -> Result<bool> {
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        self.with(move |c| {
+            bucket_exists(c, &bucket)?;
+            c.query_row(
+                "SELECT 1 FROM kv_entries WHERE bucket = ?1 AND key = ?2",
+                params![bucket, key],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn kv_keys(&self, bucket: &str, cursor: u64) -> Result<(Vec<String>, Option<u64>)> {
+        let bucket = bucket.to_string();
+        self.with(move |c| {
+            bucket_exists(c, &bucket)?;
+            let mut stmt = c
+                .prepare(
+                    "SELECT key FROM kv_entries WHERE bucket = ?1 ORDER BY key LIMIT ?2 OFFSET ?3",
+                )
+                .map_err(backend)?;
+            let keys = stmt
+                .query_map(
+                    params![bucket, KV_PAGE as i64 + 1, cursor as i64],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(backend)?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let mut keys = keys;
+            let next = if keys.len() > KV_PAGE {
+                keys.truncate(KV_PAGE);
+                Some(cursor + KV_PAGE as u64)
+            } else {
+                None
+            };
+            Ok((keys, next))
+        })
+        .await
+    }
+
+    async fn kv_increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64> {
+        let sealer = self.sealer()?;
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            bucket_exists(&tx, &bucket)?;
+            let sealed: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT sealed FROM kv_entries WHERE bucket = ?1 AND key = ?2",
+                    params![bucket, key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let current = match sealed {
+                None => 0,
+                Some(sealed) => {
+                    let v = sealer
+                        .open(&kv_aad(&bucket, &key), &sealed)
+                        .map_err(|e| StoreError::Sealed(format!("`{bucket}`/`{key}`: {e}")))?;
+                    std::str::from_utf8(&v)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            StoreError::Quota(format!("`{key}` does not hold a decimal counter"))
+                        })?
+                }
+            };
+            let next = current
+                .checked_add(delta)
+                .ok_or_else(|| StoreError::Quota(format!("counter `{key}` would overflow")))?;
+            put_entry(&tx, &sealer, &bucket, &key, next.to_string().as_bytes())?;
+            tx.commit().map_err(backend)?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<ChainedRecord>> {
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let head: Option<(i64, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let head = match head {
+                None => None,
+                Some((seq, hash)) => Some((
+                    seq as u64,
+                    <[u8; 32]>::try_from(hash.as_slice())
+                        .map_err(|_| backend("the audit head's hash is malformed"))?,
+                )),
+            };
+            let mut chain = Chain::new(head);
+            let mut out = Vec::with_capacity(events.len());
+            for e in events {
+                let r = chain.append(e);
+                let details = serde_json::to_string(&r.event.details).map_err(backend)?;
+                tx.execute(
+                    "INSERT INTO audit_log (seq, prev_hash, hash, at_ms, actor, action, target,
+                        outcome, source, request_id, function, details)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    params![
+                        r.seq as i64,
+                        r.prev_hash.as_slice(),
+                        r.hash.as_slice(),
+                        r.event.at_ms,
+                        r.event.actor,
+                        r.event.action,
+                        r.event.target,
+                        r.event.outcome.as_str(),
+                        r.event.source,
+                        r.event.request_id,
+                        r.event.function,
+                        details
+                    ],
+                )
+                .map_err(backend)?;
+                out.push(r);
+            }
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_records(&self, query: AuditQuery) -> Result<Vec<ChainedRecord>> {
+        self.with(move |c| {
+            let mut sql = String::from(
+                "SELECT seq, prev_hash, hash, at_ms, actor, action, target, outcome, source,
+                        request_id, function, details FROM audit_log WHERE seq > ?1",
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![(query.after_seq as i64).into()];
+            if let Some(since) = query.since_ms {
+                args.push(since.into());
+                sql.push_str(&format!(" AND at_ms >= ?{}", args.len()));
+            }
+            if let Some(f) = &query.function {
+                args.push(f.clone().into());
+                sql.push_str(&format!(" AND function = ?{}", args.len()));
+            }
+            if let Some(a) = &query.action {
+                match a.strip_suffix('*') {
+                    Some(prefix) => {
+                        args.push(format!("{}%", prefix.replace(['%', '_'], "")).into());
+                        sql.push_str(&format!(" AND action LIKE ?{}", args.len()));
+                    }
+                    None => {
+                        args.push(a.clone().into());
+                        sql.push_str(&format!(" AND action = ?{}", args.len()));
+                    }
+                }
+            }
+            let limit = if query.limit == 0 { 1000 } else { query.limit };
+            sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
+            let mut stmt = c.prepare(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), audit_row)
+                .map_err(backend)?;
+            rows.collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()> {
         let actual = sha256_hex(bytes);
         if actual != digest {
@@ -807,7 +1176,39 @@ mod tests {
     #[tokio::test]
     async fn conformance_in_memory() {
         let store = SqliteStore::open_in_memory().unwrap();
+        store.set_sealer(Sealer::new([9; 32]));
         conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn kv_values_are_sealed_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moat.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.set_sealer(Sealer::new([3; 32]));
+        store.create_bucket("b", BucketQuota::default()).await.unwrap();
+        store.kv_set("b", "k", b"plain-text-marker".to_vec()).await.unwrap();
+        store.kv_set("b", "k2", b"other".to_vec()).await.unwrap();
+        drop(store);
+        let raw = std::fs::read(&path).unwrap();
+        let wal = std::fs::read(dir.path().join("moat.db-wal")).unwrap_or_default();
+        for bytes in [raw, wal] {
+            assert!(!bytes.windows(17).any(|w| w == b"plain-text-marker"));
+        }
+        // A sealed value moved to another key's row does not open.
+        let c = Connection::open(&path).unwrap();
+        c.execute(
+            "UPDATE kv_entries SET sealed = (SELECT sealed FROM kv_entries WHERE key = 'k') WHERE key = 'k2'",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        let store = SqliteStore::open(&path).unwrap();
+        store.set_sealer(Sealer::new([3; 32]));
+        assert!(matches!(store.kv_get("b", "k2").await, Err(StoreError::Sealed(_))));
+        // Another master key opens nothing.
+        store.set_sealer(Sealer::new([4; 32]));
+        assert!(matches!(store.kv_get("b", "k").await, Err(StoreError::Sealed(_))));
     }
 
     #[tokio::test]
@@ -815,6 +1216,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("moat.db");
         let store = SqliteStore::open(&path).unwrap();
+        store.set_sealer(Sealer::new([9; 32]));
         conformance::run_all(&store).await;
         let before = store.active_versions().await.unwrap();
         drop(store);
@@ -840,4 +1242,129 @@ mod tests {
             Err(StoreError::SchemaTooNew { found: 999, .. })
         ));
     }
+}
+
+const BUCKET_SELECT: &str = "SELECT name, max_value_bytes, max_keys, max_total_bytes, keys, bytes, created_at_ms FROM kv_buckets";
+
+fn bucket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketRecord> {
+    Ok(BucketRecord {
+        name: r.get(0)?,
+        quota: BucketQuota {
+            max_value_bytes: r.get::<_, i64>(1)? as u64,
+            max_keys: r.get::<_, i64>(2)? as u64,
+            max_total_bytes: r.get::<_, i64>(3)? as u64,
+        },
+        keys: r.get::<_, i64>(4)? as u64,
+        bytes: r.get::<_, i64>(5)? as u64,
+        created_at_ms: r.get(6)?,
+    })
+}
+
+fn bucket_exists(c: &Connection, bucket: &str) -> Result<()> {
+    c.query_row(
+        "SELECT 1 FROM kv_buckets WHERE name = ?1",
+        params![bucket],
+        |_| Ok(()),
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::NotFound(format!("bucket `{bucket}`")))
+}
+
+/// Writes one entry inside the caller's transaction, enforcing the bucket's quota.
+fn put_entry(
+    tx: &rusqlite::Transaction<'_>,
+    sealer: &Sealer,
+    bucket: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KV_KEY_BYTES {
+        return Err(StoreError::Quota(format!(
+            "keys must be 1 to {MAX_KV_KEY_BYTES} bytes"
+        )));
+    }
+    let Some(b) = tx
+        .query_row(
+            &format!("{BUCKET_SELECT} WHERE name = ?1"),
+            params![bucket],
+            bucket_row,
+        )
+        .optional()
+        .map_err(backend)?
+    else {
+        return Err(StoreError::NotFound(format!("bucket `{bucket}`")));
+    };
+    let size = (key.len() + value.len()) as u64;
+    if value.len() as u64 > b.quota.max_value_bytes {
+        return Err(StoreError::Quota(format!(
+            "a value of {} bytes is over bucket `{bucket}`'s limit of {} bytes",
+            value.len(),
+            b.quota.max_value_bytes
+        )));
+    }
+    let old: Option<i64> = tx
+        .query_row(
+            "SELECT size FROM kv_entries WHERE bucket = ?1 AND key = ?2",
+            params![bucket, key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    let (keys, bytes) = match old {
+        Some(old) => (b.keys, b.bytes - (old as u64).min(b.bytes) + size),
+        None => (b.keys + 1, b.bytes + size),
+    };
+    if keys > b.quota.max_keys {
+        return Err(StoreError::Quota(format!(
+            "bucket `{bucket}` holds its limit of {} keys",
+            b.quota.max_keys
+        )));
+    }
+    if bytes > b.quota.max_total_bytes {
+        return Err(StoreError::Quota(format!(
+            "bucket `{bucket}` would hold {bytes} bytes, over its limit of {}",
+            b.quota.max_total_bytes
+        )));
+    }
+    let sealed = sealer.seal(&kv_aad(bucket, key), value);
+    tx.execute(
+        "INSERT INTO kv_entries (bucket, key, sealed, size) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (bucket, key) DO UPDATE SET sealed = excluded.sealed, size = excluded.size",
+        params![bucket, key, sealed, size as i64],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "UPDATE kv_buckets SET keys = ?2, bytes = ?3 WHERE name = ?1",
+        params![bucket, keys as i64, bytes as i64],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChainedRecord> {
+    let hash32 = |i: usize| -> rusqlite::Result<[u8; 32]> {
+        let v: Vec<u8> = r.get(i)?;
+        // A malformed stored hash is kept visible as all-ones, which can never verify.
+        Ok(<[u8; 32]>::try_from(v.as_slice()).unwrap_or([0xff; 32]))
+    };
+    let outcome: String = r.get(7)?;
+    let details: String = r.get(11)?;
+    Ok(ChainedRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        prev_hash: hash32(1)?,
+        hash: hash32(2)?,
+        event: AuditEvent {
+            at_ms: r.get(3)?,
+            actor: r.get(4)?,
+            action: r.get(5)?,
+            target: r.get(6)?,
+            // An unknown stored outcome cannot hash to the stored hash either.
+            outcome: Outcome::from_name(&outcome).unwrap_or(Outcome::Failed),
+            source: r.get(8)?,
+            request_id: r.get(9)?,
+            function: r.get(10)?,
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        },
+    })
 }
