@@ -40,7 +40,10 @@ async fn kv_buckets_and_quotas(store: &dyn Store) {
     ));
     assert_eq!(store.kv_get("orders", "a").await.unwrap(), None);
     store.kv_set("orders", "a", b"1234".to_vec()).await.unwrap();
-    assert_eq!(store.kv_get("orders", "a").await.unwrap(), Some(b"1234".to_vec()));
+    assert_eq!(
+        store.kv_get("orders", "a").await.unwrap(),
+        Some(b"1234".to_vec())
+    );
     assert!(store.kv_exists("orders", "a").await.unwrap());
     // Value size.
     assert!(matches!(
@@ -85,7 +88,10 @@ async fn audit_chain_appends(store: &dyn Store) {
     let ev = |i: i64, f: &str| {
         AuditEvent::new(i, "node", "kv.denied", "bucket:x", Outcome::Denied).with_function(f)
     };
-    let first = store.append_audit(vec![ev(1, "a"), ev(2, "b")]).await.unwrap();
+    let first = store
+        .append_audit(vec![ev(1, "a"), ev(2, "b")])
+        .await
+        .unwrap();
     let second = store.append_audit(vec![ev(3, "a")]).await.unwrap();
     assert_eq!(first[0].seq, 1);
     assert_eq!(second[0].seq, 3);

@@ -84,7 +84,13 @@ impl Sealer {
         let wrapped = self.wrap(&dek, &wrap_nonce, aad);
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&dek[..]));
         let ct = cipher
-            .encrypt(Nonce::from_slice(&data_nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                Nonce::from_slice(&data_nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .unwrap_or_default();
         let mut out = Vec::with_capacity(HEADER + ct.len());
         out.extend_from_slice(MAGIC);
@@ -164,7 +170,12 @@ impl Sealer {
 
     /// Re-wraps the data key of a value sealed by `old` under this master key; the data
     /// and its ciphertext are untouched (master-key rotation).
-    pub fn rewrap_from(&self, old: &Sealer, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    pub fn rewrap_from(
+        &self,
+        old: &Sealer,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
         let dek = old.unwrap_dek(sealed, aad)?;
         let wrap_nonce = random::<NONCE>();
         let wrapped = self.wrap(&dek, &wrap_nonce, aad);
@@ -198,7 +209,10 @@ mod tests {
         // Moved to another record.
         assert_eq!(s.open(b"kv:a/y", &sealed), Err(SealError::Forged));
         // Another master key.
-        assert_eq!(Sealer::new([8; 32]).open(b"kv:a/x", &sealed), Err(SealError::OtherKey));
+        assert_eq!(
+            Sealer::new([8; 32]).open(b"kv:a/x", &sealed),
+            Err(SealError::OtherKey)
+        );
         // Any changed byte.
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();

@@ -13,9 +13,9 @@ use moat_telemetry::audit::{AuditEvent, Chain, ChainedRecord, Outcome};
 
 use crate::crypto::{Sealer, kv_aad};
 use crate::{
-    AuditQuery, BucketQuota, BucketRecord, KV_PAGE, MAX_KV_KEY_BYTES,
-    FunctionRecord, LogQuery, LogRecord, NewVersion, Result, SecretMeta, Store, StoreError,
-    TokenRecord, UsageRecord, VersionRecord, now_ms, sha256_hex,
+    AuditQuery, BucketQuota, BucketRecord, FunctionRecord, KV_PAGE, LogQuery, LogRecord,
+    MAX_KV_KEY_BYTES, NewVersion, Result, SecretMeta, Store, StoreError, TokenRecord, UsageRecord,
+    VersionRecord, now_ms, sha256_hex,
 };
 
 /// Versioned migrations. Never edit a released one; append a new one.
@@ -469,10 +469,9 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let keys = stmt
-                .query_map(
-                    params![bucket, KV_PAGE as i64 + 1, cursor as i64],
-                    |r| r.get::<_, String>(0),
-                )
+                .query_map(params![bucket, KV_PAGE as i64 + 1, cursor as i64], |r| {
+                    r.get::<_, String>(0)
+                })
                 .map_err(backend)?
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(backend)?;
@@ -1168,82 +1167,6 @@ impl Store for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::conformance;
-
-    #[tokio::test]
-    async fn conformance_in_memory() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        store.set_sealer(Sealer::new([9; 32]));
-        conformance::run_all(&store).await;
-    }
-
-    #[tokio::test]
-    async fn kv_values_are_sealed_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("moat.db");
-        let store = SqliteStore::open(&path).unwrap();
-        store.set_sealer(Sealer::new([3; 32]));
-        store.create_bucket("b", BucketQuota::default()).await.unwrap();
-        store.kv_set("b", "k", b"plain-text-marker".to_vec()).await.unwrap();
-        store.kv_set("b", "k2", b"other".to_vec()).await.unwrap();
-        drop(store);
-        let raw = std::fs::read(&path).unwrap();
-        let wal = std::fs::read(dir.path().join("moat.db-wal")).unwrap_or_default();
-        for bytes in [raw, wal] {
-            assert!(!bytes.windows(17).any(|w| w == b"plain-text-marker"));
-        }
-        // A sealed value moved to another key's row does not open.
-        let c = Connection::open(&path).unwrap();
-        c.execute(
-            "UPDATE kv_entries SET sealed = (SELECT sealed FROM kv_entries WHERE key = 'k') WHERE key = 'k2'",
-            [],
-        )
-        .unwrap();
-        drop(c);
-        let store = SqliteStore::open(&path).unwrap();
-        store.set_sealer(Sealer::new([3; 32]));
-        assert!(matches!(store.kv_get("b", "k2").await, Err(StoreError::Sealed(_))));
-        // Another master key opens nothing.
-        store.set_sealer(Sealer::new([4; 32]));
-        assert!(matches!(store.kv_get("b", "k").await, Err(StoreError::Sealed(_))));
-    }
-
-    #[tokio::test]
-    async fn conformance_on_disk_and_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("moat.db");
-        let store = SqliteStore::open(&path).unwrap();
-        store.set_sealer(Sealer::new([9; 32]));
-        conformance::run_all(&store).await;
-        let before = store.active_versions().await.unwrap();
-        drop(store);
-        // Reopening applies no migration twice and sees the same state.
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.active_versions().await.unwrap(), before);
-    }
-
-    #[tokio::test]
-    async fn refuses_a_schema_from_the_future() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("moat.db");
-        drop(SqliteStore::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
-        conn.execute(
-            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (999, 0)",
-            [],
-        )
-        .unwrap();
-        drop(conn);
-        assert!(matches!(
-            SqliteStore::open(&path),
-            Err(StoreError::SchemaTooNew { found: 999, .. })
-        ));
-    }
-}
-
 const BUCKET_SELECT: &str = "SELECT name, max_value_bytes, max_keys, max_total_bytes, keys, bytes, created_at_ms FROM kv_buckets";
 
 fn bucket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketRecord> {
@@ -1367,4 +1290,92 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChainedRecord> {
             details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    #[tokio::test]
+    async fn conformance_in_memory() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.set_sealer(Sealer::new([9; 32]));
+        conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn kv_values_are_sealed_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moat.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.set_sealer(Sealer::new([3; 32]));
+        store
+            .create_bucket("b", BucketQuota::default())
+            .await
+            .unwrap();
+        store
+            .kv_set("b", "k", b"plain-text-marker".to_vec())
+            .await
+            .unwrap();
+        store.kv_set("b", "k2", b"other".to_vec()).await.unwrap();
+        drop(store);
+        let raw = std::fs::read(&path).unwrap();
+        let wal = std::fs::read(dir.path().join("moat.db-wal")).unwrap_or_default();
+        for bytes in [raw, wal] {
+            assert!(!bytes.windows(17).any(|w| w == b"plain-text-marker"));
+        }
+        // A sealed value moved to another key's row does not open.
+        let c = Connection::open(&path).unwrap();
+        c.execute(
+            "UPDATE kv_entries SET sealed = (SELECT sealed FROM kv_entries WHERE key = 'k') WHERE key = 'k2'",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        let store = SqliteStore::open(&path).unwrap();
+        store.set_sealer(Sealer::new([3; 32]));
+        assert!(matches!(
+            store.kv_get("b", "k2").await,
+            Err(StoreError::Sealed(_))
+        ));
+        // Another master key opens nothing.
+        store.set_sealer(Sealer::new([4; 32]));
+        assert!(matches!(
+            store.kv_get("b", "k").await,
+            Err(StoreError::Sealed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn conformance_on_disk_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moat.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.set_sealer(Sealer::new([9; 32]));
+        conformance::run_all(&store).await;
+        let before = store.active_versions().await.unwrap();
+        drop(store);
+        // Reopening applies no migration twice and sees the same state.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.active_versions().await.unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_schema_from_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moat.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (999, 0)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::SchemaTooNew { found: 999, .. })
+        ));
+    }
 }
