@@ -21,7 +21,7 @@ done
 out="$CARGO_TARGET_DIR/$target/release"
 for crate in hello echo tp_trap tp_counter tp_escape tp_log tp_hello_v2 tp_sleep tp_spin \
     tp_big_log tp_memory tp_recurse tp_big_response \
-    tp_fetch tp_config; do
+    tp_fetch tp_config tp_kv; do
     wasm="$out/$crate.wasm"
     if [[ ! -f "$wasm" ]]; then
         echo "error: $wasm was not built" >&2

@@ -97,6 +97,17 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Key-value buckets: owned by the platform, granted with `permissions.kv`.
+    Kv {
+        #[command(subcommand)]
+        command: KvCommand,
+    },
+    /// The tamper-evident audit log.
+    #[command(name = "audit-log")]
+    AuditLog {
+        #[command(subcommand)]
+        command: AuditLogCommand,
+    },
     /// Granted against used permissions, and a least-privilege manifest block.
     Iam {
         #[command(subcommand)]
@@ -205,6 +216,54 @@ pub enum PolicyCommand {
     List,
     /// Remove a guardrail.
     Remove { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum KvCommand {
+    /// Create a bucket with its quotas.
+    Create {
+        name: String,
+        /// Largest value, in bytes (default 1 MiB).
+        #[arg(long)]
+        max_value_bytes: Option<u64>,
+        /// Most keys (default 10,000).
+        #[arg(long)]
+        max_keys: Option<u64>,
+        /// Most key and value bytes in all (default 64 MiB).
+        #[arg(long)]
+        max_total_bytes: Option<u64>,
+    },
+    /// List buckets with their use and quotas.
+    List,
+    /// Delete a bucket and everything in it.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum AuditLogCommand {
+    /// Show records (newest last).
+    Show {
+        /// Only records since this long ago (`10m`, `2h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        function: Option<String>,
+        /// An action, or a prefix ending in `*` (`admin.*`).
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// Walk the whole chain and name the first record changed, removed or inserted. With a
+    /// checkpoint exported earlier, also detect a truncated or recomputed chain.
+    Verify {
+        /// A checkpoint line (from `audit-log checkpoint` or the node's checkpoint log).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The checkpoint key's public half (base64), pinned; default: the node's.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print a signed checkpoint of the current head (keep it off the node).
+    Checkpoint,
 }
 
 #[derive(clap::Args)]

@@ -305,7 +305,7 @@ pub fn route_match(route: &str) -> RouteMatch {
     }
 }
 
-fn is_name(s: &str, max: usize) -> bool {
+pub fn is_name(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
         && s.bytes()

@@ -83,7 +83,11 @@ fn respond(
 }
 
 /// Handles one admin request.
-pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<GatewayBody> {
+pub async fn handle(
+    node: Arc<Node>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<GatewayBody> {
     let rid = moat_gateway::new_request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -110,8 +114,28 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Gateway
             return respond(Bytes::from_static(body), status, "application/json", &rid);
         }
         (&Method::GET, "/metrics") => {
+            let mut text = node.metrics.render();
+            let a = &node.audit;
+            text.push_str(&format!(
+                "# HELP moat_audit_records_written_total Audit records appended to the chain.\n\
+                 # TYPE moat_audit_records_written_total counter\n\
+                 moat_audit_records_written_total {}\n\
+                 # HELP moat_audit_overflow_total Audit events not recorded because the queue was full.\n\
+                 # TYPE moat_audit_overflow_total counter\n\
+                 moat_audit_overflow_total {}\n\
+                 # HELP moat_audit_write_failures_total Failed audit store writes (retried).\n\
+                 # TYPE moat_audit_write_failures_total counter\n\
+                 moat_audit_write_failures_total {}\n\
+                 # HELP moat_audit_backlog Audit events waiting to be written.\n\
+                 # TYPE moat_audit_backlog gauge\n\
+                 moat_audit_backlog {}\n",
+                a.written.load(Ordering::Relaxed),
+                a.overflow.load(Ordering::Relaxed),
+                a.write_failures.load(Ordering::Relaxed),
+                a.backlog(),
+            ));
             return respond(
-                node.metrics.render().into(),
+                text.into(),
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
                 &rid,
@@ -127,10 +151,14 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Gateway
         }
         _ => {}
     }
-    let result = match authorize(&node, &req) {
-        Err(e) => Err(e),
-        Ok(caller) => route(&node, &caller, req, &method, &path).await,
+    let (actor, result) = match authorize(&node, &req) {
+        Err(e) => ("anonymous".to_string(), Err(e)),
+        Ok(caller) => (
+            moat_telemetry::audit::actor::token(&caller.id),
+            route(&node, &caller, req, &method, &path).await,
+        ),
     };
+    audit_admin(&node, &actor, &method, &path, peer, &rid, &result);
     let (status, body) = match result {
         Ok((status, body)) => (status, body),
         Err(e) => (
@@ -139,6 +167,42 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Gateway
         ),
     };
     respond(body.to_string().into(), status, "application/json", &rid)
+}
+
+/// Every admin action that changes something, and every refused one (a failed login, a
+/// role without the right), is an audit record: who, what, from where, and the outcome.
+fn audit_admin(
+    node: &Node,
+    actor: &str,
+    method: &Method,
+    path: &str,
+    peer: std::net::SocketAddr,
+    rid: &str,
+    result: &ApiResult,
+) {
+    use moat_telemetry::audit::{AuditEvent, Outcome, now_ms};
+    let (outcome, status) = match result {
+        Ok((status, _)) => (Outcome::Succeeded, *status),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => (Outcome::Denied, e.status),
+        Err(e) if e.status == StatusCode::FORBIDDEN => (Outcome::Denied, e.status),
+        Err(e) => (Outcome::Failed, e.status),
+    };
+    let reads = *method == Method::GET || *method == Method::HEAD;
+    if reads && outcome != Outcome::Denied {
+        return;
+    }
+    let action = match status {
+        StatusCode::UNAUTHORIZED => "auth.failed".to_string(),
+        _ => format!("admin.{}", method.as_str().to_ascii_lowercase()),
+    };
+    // The path names the resource (`/v1/functions/orders`); bodies are never recorded, as
+    // they may hold secret values.
+    node.audit.record(
+        AuditEvent::new(now_ms(), actor, action, path, outcome)
+            .with_source(peer.ip().to_string())
+            .with_request_id(rid)
+            .with_details(json!({ "status": status.as_u16() })),
+    );
 }
 
 fn authorize(node: &Node, req: &Request<Incoming>) -> Result<TokenRecord, ApiError> {
@@ -496,6 +560,117 @@ async fn route(
             node.reload_guardrails().await.map_err(internal)?;
             tracing::info!(policy = %name, by = %caller.id, "guardrail removed");
             Ok((StatusCode::OK, json!({ "deleted": name })))
+        }
+        (&Method::GET, ["v1", "kv"]) => {
+            need(node, caller, Action::KvManage)?;
+            let buckets = node.store.list_buckets().await.map_err(store_error)?;
+            Ok((StatusCode::OK, json!({ "buckets": buckets })))
+        }
+        (&Method::POST, ["v1", "kv"]) => {
+            need(node, caller, Action::KvManage)?;
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct NewBucket {
+                name: String,
+                max_value_bytes: Option<u64>,
+                max_keys: Option<u64>,
+                max_total_bytes: Option<u64>,
+            }
+            let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
+            let b: NewBucket = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("invalid bucket request: {e}"),
+                )
+            })?;
+            if !moat_manifest::is_name(&b.name, 63) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!(
+                        "expected a bucket name of 1-63 characters of [a-z0-9-], found `{}`",
+                        b.name
+                    ),
+                ));
+            }
+            let d = moat_store::BucketQuota::default();
+            let quota = moat_store::BucketQuota {
+                max_value_bytes: b.max_value_bytes.unwrap_or(d.max_value_bytes),
+                max_keys: b.max_keys.unwrap_or(d.max_keys),
+                max_total_bytes: b.max_total_bytes.unwrap_or(d.max_total_bytes),
+            };
+            match node.store.create_bucket(&b.name, quota).await {
+                Ok(()) => Ok((
+                    StatusCode::CREATED,
+                    json!({ "name": b.name, "quota": quota }),
+                )),
+                Err(moat_store::StoreError::AlreadyExists(what)) => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("{what} already exists"),
+                )),
+                Err(e) => Err(store_error(e)),
+            }
+        }
+        (&Method::DELETE, ["v1", "kv", name]) => {
+            need(node, caller, Action::KvManage)?;
+            if node.store.delete_bucket(name).await.map_err(store_error)? {
+                Ok((StatusCode::OK, json!({ "deleted": name })))
+            } else {
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("bucket `{name}` not found"),
+                ))
+            }
+        }
+        (&Method::GET, ["v1", "audit"]) => {
+            need(node, caller, Action::AuditRead)?;
+            let number = |key: &str| -> Result<Option<i64>, ApiError> {
+                query
+                    .get(key)
+                    .map(|v| {
+                        v.parse::<i64>().map_err(|_| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                "bad_request",
+                                format!("`{key}` must be an integer"),
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let records = node
+                .store
+                .audit_records(moat_store::AuditQuery {
+                    after_seq: number("after_seq")?.unwrap_or(0).max(0) as u64,
+                    since_ms: number("since_ms")?,
+                    function: query.get("function").cloned(),
+                    action: query.get("action").cloned(),
+                    limit: number("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32,
+                })
+                .await
+                .map_err(store_error)?;
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "records": records,
+                    "public_key": node.audit.public_key(),
+                    "backlog": node.audit.backlog(),
+                }),
+            ))
+        }
+        (&Method::GET, ["v1", "audit", "checkpoint"]) => {
+            need(node, caller, Action::AuditRead)?;
+            let cp = node.audit.checkpoint_now().await.map_err(internal)?;
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "checkpoint": cp.map(|c| c.to_line()),
+                    "public_key": node.audit.public_key(),
+                }),
+            ))
         }
         (&Method::GET, ["v1", "iam", "review"]) => {
             need(node, caller, Action::IamReview)?;

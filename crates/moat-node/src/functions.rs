@@ -74,6 +74,10 @@ pub struct Functions {
     vault: Arc<Vault>,
     policies: Policies,
     usage: Arc<dyn moat_runtime::config::UsageObserver>,
+    kv_backend: Arc<dyn moat_runtime::kv::KvBackend>,
+    kv_authorizer: Arc<dyn moat_runtime::kv::KvAuthorizer>,
+    kv_observer: Arc<dyn moat_runtime::kv::KvObserver>,
+    audit: Arc<crate::audit::Audit>,
 }
 
 /// Node-wide inputs of every function's egress policy.
@@ -92,6 +96,10 @@ pub struct CapabilitySetup {
     pub vault: Arc<Vault>,
     pub policies: Policies,
     pub usage: Arc<dyn moat_runtime::config::UsageObserver>,
+    pub kv_backend: Arc<dyn moat_runtime::kv::KvBackend>,
+    pub kv_authorizer: Arc<dyn moat_runtime::kv::KvAuthorizer>,
+    pub kv_observer: Arc<dyn moat_runtime::kv::KvObserver>,
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// How components are compiled and where their sealed artifacts live.
@@ -116,6 +124,10 @@ impl Functions {
             vault,
             policies,
             usage,
+            kv_backend,
+            kv_authorizer,
+            kv_observer,
+            audit,
         } = capabilities;
         let CompileSetup {
             artifacts,
@@ -137,6 +149,10 @@ impl Functions {
             vault,
             policies,
             usage,
+            kv_backend,
+            kv_authorizer,
+            kv_observer,
+            audit,
         }
     }
 
@@ -360,6 +376,12 @@ impl Functions {
             } else {
                 self.metrics.limit_hit(&spec.name, "secret_denied");
                 tracing::warn!(function = %spec.name, secret = %name, "secret read forbidden by policy");
+                self.audit.denied(
+                    &spec.name,
+                    "secret:read",
+                    &format!("secret:{name}"),
+                    "forbidden by a guardrail",
+                );
             }
         }
         let config: Option<Arc<dyn moat_runtime::ConfigSource>> =
@@ -412,7 +434,18 @@ impl Functions {
                 max_concurrency,
                 Duration::from_millis(defaults::QUEUE_WAIT_MS),
             ),
-            grants: moat_runtime::Grants { egress, config },
+            grants: moat_runtime::Grants {
+                egress,
+                config,
+                // Always present: a function with no bucket granted is refused (and the
+                // refusal recorded) per call, like any other.
+                kv: Some(Arc::new(moat_runtime::kv::KvAccess {
+                    function: spec.name.clone(),
+                    backend: Arc::clone(&self.kv_backend),
+                    authorizer: Arc::clone(&self.kv_authorizer),
+                    observer: Arc::clone(&self.kv_observer),
+                })),
+            },
         })
     }
 

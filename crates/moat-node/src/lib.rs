@@ -6,9 +6,11 @@
 //! never recompiling what is already compiled), then serve until SIGINT/SIGTERM and drain.
 
 mod admin;
+mod audit;
 mod datadir;
 pub mod defaults;
 mod functions;
+mod kv;
 mod logs;
 mod metrics;
 mod policy;
@@ -66,6 +68,7 @@ pub struct Node {
     tokens: Arc<tokens::Tokens>,
     functions: functions::Functions,
     metrics: Arc<metrics::Metrics>,
+    audit: Arc<audit::Audit>,
     ready: AtomicBool,
 }
 
@@ -90,7 +93,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         );
     }
 
-    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let sqlite = open_store(&config)?;
+    // Values at rest (key-value entries) are sealed under a key derived from the master key.
+    sqlite.set_sealer(moat_store::crypto::Sealer::new(
+        master.derive("data-keys/v1"),
+    ));
+    let store: Arc<dyn Store> = Arc::new(sqlite);
     let check = master.check_value();
     let stored = store.init_meta("master_key_check", &check).await?;
     if stored != check {
@@ -138,9 +146,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     );
     drop(master);
     let metrics = Arc::new(metrics::Metrics::default());
+    let audit = audit::Audit::start(Arc::clone(&store), dir)?;
     let observer = Arc::new(logs::InvocationLog::start(
         Arc::clone(&store),
         Arc::clone(&metrics),
+        Arc::clone(&audit),
     ));
     let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), observer.clone());
     let system: Arc<dyn moat_runtime::egress::Resolver> =
@@ -181,6 +191,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             vault: Arc::clone(&vault),
             policies: policies.clone(),
             usage: usage.clone(),
+            kv_backend: Arc::new(kv::StoreKv(Arc::clone(&store))),
+            kv_authorizer: Arc::new(kv::PolicyKv(policies.clone())),
+            kv_observer: Arc::new(kv::KvEvents {
+                usage: usage.clone(),
+                audit: Arc::clone(&audit),
+                metrics: Arc::clone(&metrics),
+            }),
+            audit: Arc::clone(&audit),
         },
     );
     let node = Arc::new(Node {
@@ -191,6 +209,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         tokens,
         functions,
         metrics,
+        audit,
         ready: AtomicBool::new(false),
     });
 
@@ -239,7 +258,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let admin_node = Arc::clone(&node);
     let adm = tokio::spawn(moat_gateway::serve(
         admin_listener,
-        move |req, _peer| admin::handle(Arc::clone(&admin_node), req),
+        move |req, peer| admin::handle(Arc::clone(&admin_node), req, peer),
         stopped(stop_rx),
         serve_options(Arc::clone(&node.metrics)),
     ));

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 pub struct InvocationLog {
     tx: mpsc::Sender<LogRecord>,
     metrics: Arc<Metrics>,
+    audit: Arc<crate::audit::Audit>,
     /// Bytes each function may still log this second, so one chatty function cannot fill
     /// the store however many invocations it runs.
     budgets: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
@@ -24,12 +25,17 @@ pub struct InvocationLog {
 
 impl InvocationLog {
     /// Starts the writer task.
-    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        audit: Arc<crate::audit::Audit>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(10_000);
         tokio::spawn(writer(store, rx));
         InvocationLog {
             tx,
             metrics,
+            audit,
             budgets: Default::default(),
         }
     }
@@ -167,6 +173,8 @@ impl moat_runtime::egress::EgressObserver for InvocationLog {
         if !allowed {
             self.metrics.limit_hit(function, "egress_denied");
             tracing::warn!(function, target, reason, "outbound request denied");
+            self.audit
+                .denied(function, "http:request", &format!("host:{target}"), reason);
             self.push(LogRecord {
                 function: function.to_string(),
                 version: 0,

@@ -35,6 +35,8 @@ pub enum Action {
     SecretsManage,
     PolicyManage,
     IamReview,
+    KvManage,
+    AuditRead,
 }
 
 impl Action {
@@ -50,6 +52,8 @@ impl Action {
             Action::SecretsManage => "secrets:manage",
             Action::PolicyManage => "policy:manage",
             Action::IamReview => "iam:review",
+            Action::KvManage => "kv:manage",
+            Action::AuditRead => "audit:read",
         }
     }
 }

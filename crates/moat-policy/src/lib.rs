@@ -38,7 +38,7 @@ action "config:read" appliesTo { principal: [Function], resource: [Function] };
 action "kv:read", "kv:write" appliesTo { principal: [Function], resource: [Bucket] };
 action "function:invoke" appliesTo { principal: [Token], resource: [Function] };
 action "function:read", "function:deploy", "function:rollback", "function:delete",
-       "logs:read", "tokens:manage", "secrets:manage", "policy:manage",
+       "logs:read", "tokens:manage", "secrets:manage", "policy:manage", "kv:manage",
        "audit:read", "iam:review"
     appliesTo { principal: [Token], resource: [Node] };
 "#;
@@ -493,6 +493,10 @@ impl PolicyEngine {
     }
 
     /// May `function` read (or, with `write`, change) this key-value bucket?
+    ///
+    /// Like every decision here, call it on a thread's own stack, not on a wasmtime fiber:
+    /// Cedar bounds its recursion by the remaining stack, which it cannot measure on a
+    /// fiber, and then refuses everything (fail closed, but wrong).
     pub fn may_use_bucket(&self, function: &str, bucket: &str, write: bool) -> bool {
         let action = if write { "kv:write" } else { "kv:read" };
         let key = (function.to_string(), action, bucket.to_string());
@@ -573,15 +577,20 @@ fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
     static TYPES: std::sync::OnceLock<HashMap<&'static str, EntityTypeName>> =
         std::sync::OnceLock::new();
     let types = TYPES.get_or_init(|| {
-        ["Role", "Node", "Function", "Token", "Host", "Secret", "Bucket", "Action"]
-            .into_iter()
-            .filter_map(|t| Some((t, EntityTypeName::from_str(t).ok()?)))
-            .collect()
+        [
+            "Role", "Node", "Function", "Token", "Host", "Secret", "Bucket", "Action",
+        ]
+        .into_iter()
+        .filter_map(|t| Some((t, EntityTypeName::from_str(t).ok()?)))
+        .collect()
     });
     let ty = types
         .get(kind)
         .ok_or_else(|| invalid(format!("unknown entity type `{kind}`")))?;
-    Ok(EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id)))
+    Ok(EntityUid::from_type_name_and_id(
+        ty.clone(),
+        EntityId::new(id),
+    ))
 }
 
 fn action_uid(action: &str) -> Result<EntityUid, PolicyError> {
@@ -797,7 +806,8 @@ mod scope_tests {
             .unwrap();
         }
         if !guardrail.is_empty() {
-            e.set_guardrails(vec![("g".into(), guardrail.into())]).unwrap();
+            e.set_guardrails(vec![("g".into(), guardrail.into())])
+                .unwrap();
         }
         e
     }
@@ -818,9 +828,18 @@ mod scope_tests {
     fn guardrails_apply_by_their_principal_and_action_scope() {
         // Each scope form the split by function and action must honour.
         let cases = [
-            (r#"forbid(principal == Function::"orders", action, resource);"#, [false, true]),
-            (r#"forbid(principal in Function::"orders", action, resource);"#, [false, true]),
-            (r#"forbid(principal is Function, action, resource);"#, [false, false]),
+            (
+                r#"forbid(principal == Function::"orders", action, resource);"#,
+                [false, true],
+            ),
+            (
+                r#"forbid(principal in Function::"orders", action, resource);"#,
+                [false, true],
+            ),
+            (
+                r#"forbid(principal is Function, action, resource);"#,
+                [false, false],
+            ),
             (
                 r#"forbid(principal is Function in Function::"billing", action, resource);"#,
                 [true, false],
@@ -829,7 +848,10 @@ mod scope_tests {
                 r#"forbid(principal, action in [Action::"kv:read", Action::"http:request"], resource);"#,
                 [false, false],
             ),
-            (r#"forbid(principal, action == Action::"secret:read", resource);"#, [true, true]),
+            (
+                r#"forbid(principal, action == Action::"secret:read", resource);"#,
+                [true, true],
+            ),
         ];
         for (rail, [orders, billing]) in cases {
             let e = engine(rail);
@@ -849,5 +871,27 @@ mod scope_tests {
                 "{rail}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod kv_only_tests {
+    use super::*;
+
+    #[test]
+    fn a_function_granted_only_buckets_may_use_them() {
+        let mut e = PolicyEngine::new().unwrap();
+        e.set_guardrails(vec![]).unwrap();
+        e.set_grants(
+            "shop",
+            FunctionGrants {
+                hosts: vec![],
+                secrets: vec![],
+                buckets: vec!["orders".into(), "ghost".into()],
+            },
+        )
+        .unwrap();
+        assert!(e.may_use_bucket("shop", "orders", false));
+        assert!(e.may_use_bucket("shop", "orders", true));
     }
 }

@@ -32,6 +32,8 @@ pub struct Host {
     hooks: Egress,
     /// The `[config]` values and granted secrets: all `wasi:config/store` can see.
     config: ConfigView,
+    /// Key-value buckets (`permissions.kv`), judged per call.
+    pub(crate) kv: Option<Arc<crate::kv::KvAccess>>,
     pub(crate) limits: Limits,
 }
 
@@ -42,6 +44,7 @@ impl Host {
         memory_bytes: usize,
         egress: Option<Arc<EgressPolicy>>,
         config: ConfigView,
+        kv: Option<Arc<crate::kv::KvAccess>>,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(stdout)
@@ -57,6 +60,7 @@ impl Host {
             table: ResourceTable::new(),
             hooks: Egress(egress),
             config,
+            kv,
             limits: Limits {
                 memory_bytes,
                 memory_used: 0,
@@ -70,6 +74,10 @@ impl Host {
 impl Host {
     pub(crate) fn config_view(&self) -> &ConfigView {
         &self.config
+    }
+
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 

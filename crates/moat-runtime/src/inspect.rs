@@ -18,6 +18,7 @@ const LINKED_PACKAGES: &[&str] = &[
     "wasi:filesystem",
     "wasi:http",
     "wasi:io",
+    "wasi:keyvalue",
     "wasi:random",
     "wasi:sockets",
 ];
@@ -174,6 +175,6 @@ mod tests {
         assert_eq!(info.imports.len(), 2);
         assert!(is_linked("wasi:sockets/tcp@0.2.0"));
         assert!(!is_linked("wasi:sockets/tcp@0.3.0"));
-        assert!(!is_linked("wasi:keyvalue/store@0.2.0-draft") && !is_linked("foo"));
+        assert!(is_linked("wasi:keyvalue/store@0.2.0-draft") && !is_linked("foo"));
     }
 }

@@ -17,6 +17,7 @@ pub mod egress;
 pub mod engine;
 mod host;
 pub mod inspect;
+pub mod kv;
 pub mod ssrf;
 
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub struct Grants {
     pub egress: Option<Arc<egress::EgressPolicy>>,
     /// `wasi:config` values; `None` is an empty store.
     pub config: Option<Arc<dyn ConfigSource>>,
+    /// Key-value buckets; `None` opens none.
+    pub kv: Option<Arc<kv::KvAccess>>,
 }
 
 /// How an invocation ended, for logs and metrics. Never shown to a caller.
@@ -121,6 +124,7 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         // Capabilities: each checks its grant when called.
         config::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        kv::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker = engine::EpochTicker::start(&engine)?;
         Ok(Runtime {
             slots: Arc::new(tokio::sync::Semaphore::new(pool.max_instances as usize)),
@@ -195,6 +199,7 @@ impl Runtime {
             options.memory_bytes,
             grants.egress.clone(),
             config,
+            grants.kv.clone(),
         );
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limits);

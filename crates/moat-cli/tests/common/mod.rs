@@ -191,6 +191,29 @@ impl Node {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Audit records matching `function` and `action` (exact, or a `prefix*`), waiting up
+    /// to five seconds for at least `min` of them (the chain is written in batches).
+    pub fn audit_records(
+        &self,
+        function: Option<&str>,
+        action: &str,
+        min: usize,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut args = vec!["audit-log", "show", "--action", action, "--output", "json"];
+            if let Some(f) = function {
+                args.extend(["--function", f]);
+            }
+            let v: serde_json::Value = serde_json::from_str(&self.moat_ok(&args)).unwrap();
+            let records = v["records"].as_array().cloned().unwrap_or_default();
+            if records.len() >= min || std::time::Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn deploy(&self, manifest_dir: &Path) -> String {
         self.moat_ok(&["deploy", manifest_dir.to_str().unwrap()])
     }

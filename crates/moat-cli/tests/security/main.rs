@@ -5,11 +5,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit;
 mod auth;
 mod config;
 mod egress;
 mod http;
 mod iam;
+mod kv;
 mod limits;
 mod policy;
 mod sandbox;
