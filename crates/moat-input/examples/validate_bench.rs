@@ -44,7 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         serde_json::from_slice(&std::fs::read(schemas.join("order.json"))?)?;
     let schema = Schema::compile(&schema)?;
     let dir = tempfile::tempdir()?;
-    println!("| body | parse only (µs) | parse + depth + schema (µs) | validation cost (µs) | ratio |");
+    println!(
+        "| body | parse only (µs) | parse + depth + schema (µs) | validation cost (µs) | ratio |"
+    );
     println!("|---|---|---|---|---|");
     for (label, size) in [("1 KiB", 1024), ("64 KiB", 65536), ("256 KiB", 256 << 10)] {
         let path = dir.path().join(format!("{size}.json"));
@@ -57,7 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err("gen_order.py failed".into());
         }
         let body = std::fs::read(&path)?;
-        assert!(schema.check(&body).is_ok(), "the generated body must be valid");
+        assert!(
+            schema.check(&body).is_ok(),
+            "the generated body must be valid"
+        );
         let parse = time(15, || {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             std::hint::black_box(v);
