@@ -8,5 +8,12 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 command -v rustup >/dev/null || { echo "error: rustup not found; it installs the wasm32-wasip2 target (https://rustup.rs)" >&2; exit 1; }
+# The reference minisign tool checks that Moat's signatures are minisign's format.
+if ! command -v minisign >/dev/null; then
+    echo "installing minisign (apt-get)" >&2
+    if [[ $(id -u) -eq 0 ]]; then apt-get update -qq && apt-get install -y -qq minisign >/dev/null;
+    else sudo apt-get update -qq && sudo apt-get install -y -qq minisign >/dev/null; fi ||
+        { echo "error: minisign is needed by the tests: apt-get install -y minisign" >&2; exit 1; }
+fi
 scripts/build-guests.sh >/dev/null
 cargo test --workspace "$@"

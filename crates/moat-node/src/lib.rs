@@ -94,7 +94,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
 
     let sqlite = open_store(&config)?;
-    // Values at rest (key-value entries) are sealed under a key derived from the master key.
+    // Values at rest (secrets, key-value entries) are sealed under a key derived from the
+    // master key; secrets an older version stored in plaintext are sealed now.
     sqlite.set_sealer(moat_store::crypto::Sealer::new(
         master.derive("data-keys/v1"),
     ));

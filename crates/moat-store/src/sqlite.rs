@@ -146,10 +146,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX audit_by_function ON audit_log (function, seq);
     "#,
     ),
+    (
+        7,
+        r#"
+    ALTER TABLE secrets ADD COLUMN sealed BLOB;
+    "#,
+    ),
 ];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// A [`Store`] on an embedded SQLite database.
 #[derive(Clone)]
@@ -193,11 +199,41 @@ impl SqliteStore {
         })
     }
 
-    /// Sets the master key that seals values at rest.
-    pub fn set_sealer(&self, sealer: Sealer) {
-        if let Ok(mut s) = self.sealer.write() {
-            *s = Some(Arc::new(sealer));
+    /// Sets the master key that seals values at rest, and seals any secret still stored in
+    /// plaintext by an older version (one transaction).
+    pub fn set_sealer(&self, sealer: Sealer) -> Result<()> {
+        let sealer = Arc::new(sealer);
+        {
+            let mut guard = self
+                .conn
+                .lock()
+                .map_err(|_| StoreError::Backend("store connection poisoned".into()))?;
+            let tx = guard
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let legacy: Vec<(String, String, i64)> = {
+                let mut stmt = tx
+                    .prepare("SELECT name, value, version FROM secrets WHERE sealed IS NULL")
+                    .map_err(backend)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?
+            };
+            for (name, value, version) in legacy {
+                let sealed = sealer.seal(&secret_aad(&name, version), value.as_bytes());
+                tx.execute(
+                    "UPDATE secrets SET sealed = ?2, value = '' WHERE name = ?1",
+                    params![name, sealed],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
         }
+        if let Ok(mut s) = self.sealer.write() {
+            *s = Some(sealer);
+        }
+        Ok(())
     }
 
     fn sealer(&self) -> Result<Arc<Sealer>> {
@@ -930,25 +966,31 @@ impl Store for SqliteStore {
     }
 
     async fn put_secret(&self, name: &str, value: &str) -> Result<i64> {
-        let (name, value) = (name.to_string(), value.to_string());
+        let sealer = self.sealer()?;
+        let name = name.to_string();
+        let value = zeroize::Zeroizing::new(value.to_string());
         self.with(move |c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            tx.execute(
-                "INSERT INTO secrets (name, value, version, updated_at_ms) VALUES (?1, ?2, 1, ?3)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value,
-                     version = secrets.version + 1, updated_at_ms = excluded.updated_at_ms",
-                params![name, value, now_ms()],
-            )
-            .map_err(backend)?;
             let version: i64 = tx
                 .query_row(
-                    "SELECT version FROM secrets WHERE name = ?1",
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM secrets WHERE name = ?1",
                     params![name],
                     |r| r.get(0),
                 )
                 .map_err(backend)?;
+            // The version is part of the record's identity: an old sealed value copied over
+            // a newer row does not open.
+            let sealed = sealer.seal(&secret_aad(&name, version), value.as_bytes());
+            tx.execute(
+                "INSERT INTO secrets (name, value, sealed, version, updated_at_ms)
+                 VALUES (?1, '', ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET value = '', sealed = excluded.sealed,
+                     version = excluded.version, updated_at_ms = excluded.updated_at_ms",
+                params![name, sealed, version, now_ms()],
+            )
+            .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(version)
         })
@@ -986,14 +1028,34 @@ impl Store for SqliteStore {
     }
 
     async fn secret_values(&self) -> Result<Vec<(String, String)>> {
-        self.with(|c| {
+        let sealer = self.sealer()?;
+        self.with(move |c| {
             let mut stmt = c
-                .prepare("SELECT name, value FROM secrets ORDER BY name")
+                .prepare("SELECT name, version, sealed FROM secrets ORDER BY name")
                 .map_err(backend)?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<Vec<u8>>>(2)?,
+                    ))
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            let mut out = Vec::with_capacity(rows.len());
+            for (name, version, sealed) in rows {
+                let sealed = sealed
+                    .ok_or_else(|| StoreError::Sealed(format!("secret `{name}` is not sealed")))?;
+                let plain = sealer
+                    .open(&secret_aad(&name, version), &sealed)
+                    .map_err(|e| StoreError::Sealed(format!("secret `{name}`: {e}")))?;
+                let value = String::from_utf8(plain.to_vec())
+                    .map_err(|_| StoreError::Sealed(format!("secret `{name}` is not text")))?;
+                out.push((name, value));
+            }
+            Ok(out)
         })
         .await
     }
@@ -1183,6 +1245,13 @@ fn bucket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketRecord> {
     })
 }
 
+fn secret_aad(name: &str, version: i64) -> Vec<u8> {
+    let mut aad = b"secret\0".to_vec();
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(name.as_bytes());
+    aad
+}
+
 fn bucket_exists(c: &Connection, bucket: &str) -> Result<()> {
     c.query_row(
         "SELECT 1 FROM kv_buckets WHERE name = ?1",
@@ -1300,7 +1369,7 @@ mod tests {
     #[tokio::test]
     async fn conformance_in_memory() {
         let store = SqliteStore::open_in_memory().unwrap();
-        store.set_sealer(Sealer::new([9; 32]));
+        store.set_sealer(Sealer::new([9; 32])).unwrap();
         conformance::run_all(&store).await;
     }
 
@@ -1309,7 +1378,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("moat.db");
         let store = SqliteStore::open(&path).unwrap();
-        store.set_sealer(Sealer::new([3; 32]));
+        store.set_sealer(Sealer::new([3; 32])).unwrap();
         store
             .create_bucket("b", BucketQuota::default())
             .await
@@ -1319,11 +1388,18 @@ mod tests {
             .await
             .unwrap();
         store.kv_set("b", "k2", b"other".to_vec()).await.unwrap();
+        store.put_secret("s", "secret-text-marker").await.unwrap();
+        store.put_secret("s", "secret-text-marker2").await.unwrap();
+        assert_eq!(
+            store.secret_values().await.unwrap(),
+            vec![("s".to_string(), "secret-text-marker2".to_string())]
+        );
         drop(store);
         let raw = std::fs::read(&path).unwrap();
         let wal = std::fs::read(dir.path().join("moat.db-wal")).unwrap_or_default();
         for bytes in [raw, wal] {
             assert!(!bytes.windows(17).any(|w| w == b"plain-text-marker"));
+            assert!(!bytes.windows(18).any(|w| w == b"secret-text-marker"));
         }
         // A sealed value moved to another key's row does not open.
         let c = Connection::open(&path).unwrap();
@@ -1334,13 +1410,13 @@ mod tests {
         .unwrap();
         drop(c);
         let store = SqliteStore::open(&path).unwrap();
-        store.set_sealer(Sealer::new([3; 32]));
+        store.set_sealer(Sealer::new([3; 32])).unwrap();
         assert!(matches!(
             store.kv_get("b", "k2").await,
             Err(StoreError::Sealed(_))
         ));
         // Another master key opens nothing.
-        store.set_sealer(Sealer::new([4; 32]));
+        store.set_sealer(Sealer::new([4; 32])).unwrap();
         assert!(matches!(
             store.kv_get("b", "k").await,
             Err(StoreError::Sealed(_))
@@ -1352,7 +1428,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("moat.db");
         let store = SqliteStore::open(&path).unwrap();
-        store.set_sealer(Sealer::new([9; 32]));
+        store.set_sealer(Sealer::new([9; 32])).unwrap();
         conformance::run_all(&store).await;
         let before = store.active_versions().await.unwrap();
         drop(store);

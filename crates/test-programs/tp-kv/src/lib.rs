@@ -1,6 +1,6 @@
 //! Test program: uses `wasi:keyvalue` (0.2.0-draft; the WIT in `wit/` is the proposal as
 //! shipped with wasmtime-wasi-keyvalue). Query: `bucket=B&op=OP&key=K[&value=V][&n=N]`, where
-//! OP is `get`, `set`, `delete`, `exists`, `incr`, `list` or `fill` (sets N keys `k0..` to
+//! OP is `none` (touch nothing), `get`, `set`, `delete`, `exists`, `incr`, `list` or `fill` (sets N keys `k0..` to
 //! V). Answers one line: the result, or `open error E` / `OP error E`.
 
 use tp_common::{query_param, respond};
@@ -18,6 +18,9 @@ struct Kv;
 fn run(request: &IncomingRequest) -> String {
     let param = |k: &str| query_param(request, k).unwrap_or_default();
     let (bucket, op, key, value) = (param("bucket"), param("op"), param("key"), param("value"));
+    if op == "none" {
+        return "none".into(); // the same program without key-value, for the benchmark
+    }
     let b = match store::open(&bucket) {
         Ok(b) => b,
         Err(e) => return format!("open error {e:?}"),
