@@ -98,7 +98,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     // master key; secrets an older version stored in plaintext are sealed now.
     sqlite.set_sealer(moat_store::crypto::Sealer::new(
         master.derive("data-keys/v1"),
-    ));
+    ))?;
     let store: Arc<dyn Store> = Arc::new(sqlite);
     let check = master.check_value();
     let stored = store.init_meta("master_key_check", &check).await?;
