@@ -384,10 +384,10 @@ impl Functions {
                 );
             }
         }
-        let config: Option<Arc<dyn moat_runtime::ConfigSource>> =
-            if spec.config.is_empty() && spec.permissions.secrets.is_empty() {
-                None
-            } else {
+        // Always present, even with nothing granted: asking for a secret by name is then
+        // recorded as a denial.
+        let config: Option<Arc<dyn moat_runtime::ConfigSource>> = {
+            {
                 Some(Arc::new(FunctionConfig {
                     function: spec.name.clone(),
                     usage: self.usage.clone(),
@@ -398,8 +398,14 @@ impl Functions {
                         .collect(),
                     secrets,
                     vault: Arc::clone(&self.vault),
+                    denials: Arc::new(crate::secrets::SecretDenials {
+                        vault: Arc::clone(&self.vault),
+                        audit: Arc::clone(&self.audit),
+                        metrics: Arc::clone(&self.metrics),
+                    }),
                 }))
-            };
+            }
+        };
         Ok(Route {
             function: v.function.clone(),
             version: v.version,

@@ -33,6 +33,10 @@ impl Vault {
         Ok(())
     }
 
+    fn exists(&self, name: &str) -> bool {
+        self.values.read().is_ok_and(|m| m.contains_key(name))
+    }
+
     fn get(&self, name: &str) -> Option<Arc<str>> {
         self.values.read().ok()?.get(name).cloned()
     }
@@ -45,6 +49,28 @@ pub struct FunctionConfig {
     pub secrets: Vec<String>,
     pub vault: Arc<Vault>,
     pub usage: Arc<dyn UsageObserver>,
+    pub denials: Arc<SecretDenials>,
+}
+
+/// Records a function asking by name for an existing secret it may not read.
+pub struct SecretDenials {
+    pub vault: Arc<Vault>,
+    pub audit: Arc<crate::audit::Audit>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl moat_runtime::config::AbsentKeyObserver for SecretDenials {
+    fn absent(&self, function: &str, key: &str) {
+        if self.vault.exists(key) {
+            self.metrics.limit_hit(function, "secret_denied");
+            self.audit.denied(
+                function,
+                "secret:read",
+                &format!("secret:{key}"),
+                "not granted or forbidden",
+            );
+        }
+    }
 }
 
 impl ConfigSource for FunctionConfig {
@@ -63,6 +89,7 @@ impl ConfigSource for FunctionConfig {
             secrets,
             function: self.function.clone(),
             usage: Some(Arc::clone(&self.usage)),
+            absent: Some(self.denials.clone() as Arc<dyn moat_runtime::config::AbsentKeyObserver>),
         }
     }
 }

@@ -100,7 +100,14 @@ pub fn review(spec: &FunctionSpec, used: &[UsageRecord]) -> Value {
         .secrets
         .iter()
         .partition(|s| used_secrets.contains(&s.as_str()));
-    // Key-value buckets are not linked yet, so no use of one can be observed.
+    // A bucket counts as used if it was read or written.
+    let used_buckets: Vec<&str> = used_by("kv:read")
+        .into_iter()
+        .chain(used_by("kv:write"))
+        .collect();
+    let (kv_used, kv_unused): (Vec<&String>, Vec<&String>) =
+        p.kv.iter()
+            .partition(|b| used_buckets.contains(&b.as_str()));
     let list = |items: &[&String]| {
         items
             .iter()
@@ -109,15 +116,16 @@ pub fn review(spec: &FunctionSpec, used: &[UsageRecord]) -> Value {
             .join(", ")
     };
     let suggested = format!(
-        "[permissions]\noutbound_hosts = [{}]\nsecrets = [{}]\nkv = []\n",
+        "[permissions]\noutbound_hosts = [{}]\nsecrets = [{}]\nkv = [{}]\n",
         list(&hosts_used),
-        list(&secrets_used)
+        list(&secrets_used),
+        list(&kv_used)
     );
     json!({
         "function": spec.name,
         "granted": { "outbound_hosts": p.outbound_hosts, "secrets": p.secrets, "kv": p.kv },
         "used": used.iter().filter(|u| u.function == spec.name).collect::<Vec<_>>(),
-        "unused": { "outbound_hosts": hosts_unused, "secrets": secrets_unused, "kv": p.kv },
+        "unused": { "outbound_hosts": hosts_unused, "secrets": secrets_unused, "kv": kv_unused },
         "suggested": suggested,
     })
 }

@@ -38,6 +38,12 @@ pub trait UsageObserver: Send + Sync {
     fn used(&self, function: &str, action: &'static str, resource: &str);
 }
 
+/// Told when a function asks by name for a key it cannot see, so that asking for an
+/// existing secret it was not granted (or that a guardrail forbids) is recorded as a denial.
+pub trait AbsentKeyObserver: Send + Sync {
+    fn absent(&self, function: &str, key: &str);
+}
+
 /// What one invocation may read.
 #[derive(Default)]
 pub struct ConfigView {
@@ -47,6 +53,7 @@ pub struct ConfigView {
     pub secrets: BTreeSet<String>,
     pub function: String,
     pub usage: Option<Arc<dyn UsageObserver>>,
+    pub absent: Option<Arc<dyn AbsentKeyObserver>>,
 }
 
 impl ConfigView {
@@ -69,6 +76,8 @@ impl store::Host for Host {
             .map(|(_, v)| v.clone());
         if value.is_some() {
             view.record(&key);
+        } else if let Some(absent) = &view.absent {
+            absent.absent(&view.function, &key);
         }
         Ok(value)
     }

@@ -40,6 +40,21 @@ fn functions_see_only_their_config_and_granted_secrets() {
     // Another function's grant is not this one's.
     let r = node.get("/other?key=stripe-key&all=1").body;
     assert_eq!(r, "stripe-key absent\nkeys: ");
+    // Asking for an existing secret by name without the right is a recorded denial; asking
+    // for a key that is no secret is not.
+    let denied = node.audit_records(Some("other"), "secret:read.denied", 1);
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["event"]["target"], "secret:stripe-key");
+    assert_eq!(
+        node.audit_records(Some("orders"), "secret:read.denied", 1)[0]["event"]["target"],
+        "secret:root-password"
+    );
+    node.get("/other?key=no-such-key");
+    assert_eq!(
+        node.audit_records(Some("other"), "secret:read.denied", 2)
+            .len(),
+        1
+    );
 
     // A new version is served to the next invocation.
     node.set_secret("stripe-key", "sk_live_second");

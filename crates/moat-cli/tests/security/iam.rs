@@ -88,6 +88,38 @@ fn unused_grants_are_reported_and_the_suggestion_still_serves() {
     assert_eq!(node.get(&traffic).body, "status 200: ok");
     let out = node.moat(&["iam", "review", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
+
+    // Buckets: the one read is used, the other is reported, and the suggestion serves.
+    node.moat_ok(&["kv", "create", "used"]);
+    node.moat_ok(&["kv", "create", "idle"]);
+    let kv_grants = "[permissions]\nkv = [\"used\", \"idle\"]\n";
+    node.deploy(&manifest(
+        dir.path(),
+        "store",
+        &wasm("tp_kv"),
+        "/store",
+        kv_grants,
+    ));
+    assert_eq!(node.get("/store?bucket=used&op=get&key=a").body, "absent");
+    let v: serde_json::Value =
+        serde_json::from_str(&node.moat_ok(&["iam", "review", "store", "--output", "json"]))
+            .unwrap();
+    let store = &v["functions"][0];
+    assert_eq!(store["unused"]["kv"], serde_json::json!(["idle"]), "{v}");
+    let suggested = store["suggested"].as_str().unwrap().to_string();
+    assert!(suggested.contains("kv = [\"used\"]"), "{suggested}");
+    node.deploy(&manifest(
+        dir.path(),
+        "store",
+        &wasm("tp_kv"),
+        "/store",
+        &suggested,
+    ));
+    assert_eq!(node.get("/store?bucket=used&op=get&key=a").body, "absent");
+    assert_eq!(
+        node.get("/store?bucket=idle&op=get&key=a").body,
+        "open error Error::AccessDenied"
+    );
 }
 
 #[test]
