@@ -8,6 +8,7 @@
 //! never touches the store, the manifest or the filesystem on the request path.
 
 pub mod body;
+pub mod dlp;
 mod errors;
 pub mod limits;
 mod routes;

@@ -45,6 +45,8 @@ pub struct Route {
     pub concurrency: Concurrency,
     /// What the function may reach beyond its sandbox.
     pub grants: moat_runtime::Grants,
+    /// Data-loss prevention on what the function sends back; `None` is off.
+    pub dlp: Option<Arc<crate::dlp::RouteDlp>>,
 }
 
 /// An immutable snapshot of every route; the gateway swaps in a new one atomically.

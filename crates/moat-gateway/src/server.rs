@@ -39,6 +39,15 @@ pub trait Observer: Send + Sync + 'static {
     fn responded(&self, function: Option<&str>, status: u16);
     /// A protection refused or stopped something (`limit` as in `moat_limit_hits_total`).
     fn limit_hit(&self, function: &str, limit: &'static str, request_id: &str);
+    /// Data-loss prevention found something leaving `function` (never the bytes found).
+    fn dlp_finding(
+        &self,
+        _function: &str,
+        _channel: &'static str,
+        _detector: &'static str,
+        _request_id: &str,
+    ) {
+    }
 }
 
 /// Gateway settings that can change while the node runs.
@@ -326,6 +335,19 @@ impl Gateway {
                 None,
             ));
         }
+        let blocked = |observer: &Arc<dyn Observer>| {
+            observer.limit_hit(&route.function, "dlp", request_id);
+            Err(error_response(ErrorCode::ResponseBlocked, request_id, None))
+        };
+        let report = |c: moat_dlp::Channel, f: &moat_dlp::Finding| {
+            self.observer
+                .dlp_finding(&route.function, c.as_str(), f.detector.as_str(), request_id);
+        };
+        if let Some(dlp) = &route.dlp
+            && dlp.headers(&mut parts.headers, &report).is_err()
+        {
+            return blocked(&self.observer);
+        }
         let (observer, function, rid_text) = (
             Arc::clone(&self.observer),
             route.function.clone(),
@@ -334,6 +356,13 @@ impl Gateway {
         let on_cut = Box::new(move || observer.limit_hit(&function, "response_size", &rid_text));
         let body = match hold_back(body.map_err(BoxError::from).boxed_unsync(), max, on_cut).await {
             Held::Whole(bytes) => {
+                let bytes = match &route.dlp {
+                    Some(dlp) => match dlp.whole(bytes, &report) {
+                        Ok(bytes) => bytes,
+                        Err(_) => return blocked(&self.observer),
+                    },
+                    None => bytes,
+                };
                 parts.headers.remove(header::TRANSFER_ENCODING);
                 parts
                     .headers
@@ -342,7 +371,27 @@ impl Gateway {
                     .map_err(|never| match never {})
                     .boxed_unsync()
             }
-            Held::Streaming(body) => body,
+            Held::Streaming(body) => match &route.dlp {
+                Some(dlp) => {
+                    let (observer, function, rid_text) = (
+                        Arc::clone(&self.observer),
+                        route.function.clone(),
+                        request_id.to_string(),
+                    );
+                    dlp.stream(
+                        body,
+                        Box::new(move |c, f| {
+                            observer.dlp_finding(
+                                &function,
+                                c.as_str(),
+                                f.detector.as_str(),
+                                &rid_text,
+                            );
+                        }),
+                    )
+                }
+                None => body,
+            },
             Held::TooLarge => {
                 self.observer
                     .limit_hit(&route.function, "response_size", request_id);

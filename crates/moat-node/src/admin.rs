@@ -474,6 +474,9 @@ async fn route(
                 .await
                 .map_err(store_error)?;
             node.vault.reload(&node.store).await.map_err(internal)?;
+            // Each function's DLP scanner looks for the values it may read: rebuild them.
+            node.functions.invalidate_routes();
+            node.functions.refresh_routes().await?;
             tracing::info!(secret = %name, version, by = %caller.id, "secret set");
             Ok((StatusCode::OK, json!({ "name": name, "version": version })))
         }
@@ -511,6 +514,9 @@ async fn route(
                 ));
             }
             node.vault.reload(&node.store).await.map_err(internal)?;
+            // Each function's DLP scanner looks for the values it may read: rebuild them.
+            node.functions.invalidate_routes();
+            node.functions.refresh_routes().await?;
             tracing::info!(secret = %name, by = %caller.id, "secret deleted");
             Ok((StatusCode::OK, json!({ "deleted": name })))
         }

@@ -384,6 +384,7 @@ impl Functions {
                 );
             }
         }
+        let dlp = self.route_dlp(&spec, &secrets)?;
         // Always present, even with nothing granted: asking for a secret by name is then
         // recorded as a denial.
         let config: Option<Arc<dyn moat_runtime::ConfigSource>> = {
@@ -440,6 +441,7 @@ impl Functions {
                 max_concurrency,
                 Duration::from_millis(defaults::QUEUE_WAIT_MS),
             ),
+            dlp,
             grants: moat_runtime::Grants {
                 egress,
                 config,
@@ -453,6 +455,50 @@ impl Functions {
                 })),
             },
         })
+    }
+
+    /// The function's DLP scanner: the values of the secrets it may read (in every encoding
+    /// the scanner knows) and the detectors its `[dlp]` names. `None` when there is nothing
+    /// to look for. Rebuilt with the route whenever a secret changes.
+    fn route_dlp(
+        &self,
+        spec: &FunctionSpec,
+        readable: &[String],
+    ) -> Result<Option<Arc<moat_gateway::dlp::RouteDlp>>, DeployError> {
+        let names: Vec<String> = spec
+            .dlp
+            .detectors
+            .iter()
+            .filter_map(|d| serde_json::to_value(d).ok()?.as_str().map(str::to_string))
+            .collect();
+        let detectors = moat_dlp::DetectorSet::from_names(&names)
+            .map_err(|e| DeployError::Manifest(format!("`dlp.detectors`: {e}")))?;
+        let mut builder = moat_dlp::Scanner::builder().detectors(detectors);
+        let mut any_secret = false;
+        for name in readable {
+            if let Some(value) = self.vault.get(name) {
+                builder = builder.secret(name.clone(), value.as_bytes());
+                any_secret = true;
+            }
+        }
+        if !any_secret && detectors == moat_dlp::DetectorSet::secrets_only() {
+            return Ok(None);
+        }
+        let scanner = builder
+            .build()
+            .map_err(|e| DeployError::Manifest(format!("`dlp`: {e}")))?;
+        for name in scanner.unscanned_secrets() {
+            tracing::warn!(function = %spec.name, secret = %name, "secret too short for data-loss prevention to look for");
+        }
+        let mode = match spec.dlp.mode {
+            moat_manifest::DlpMode::Block => moat_dlp::Mode::Block,
+            moat_manifest::DlpMode::Redact => moat_dlp::Mode::Redact,
+            moat_manifest::DlpMode::Alert => moat_dlp::Mode::Alert,
+        };
+        Ok(Some(Arc::new(moat_gateway::dlp::RouteDlp {
+            scanner: Arc::new(scanner),
+            mode,
+        })))
     }
 
     /// A prepared component for `digest`: from memory, else from its sealed artifact,

@@ -66,7 +66,53 @@ impl InvocationLog {
     }
 }
 
+impl InvocationLog {
+    /// Log text as stored: always redacted by the function's scanner, whatever its
+    /// `[dlp]` mode (a function's logs are read by people who may not see its secrets).
+    fn redacted(&self, route: &Route, request_id: &str, bytes: &[u8]) -> String {
+        match &route.dlp {
+            Some(dlp) => {
+                let (masked, findings) = dlp.scanner.redact(bytes);
+                for f in &findings {
+                    self.dlp_finding(&route.function, "log", f.detector.as_str(), request_id);
+                }
+                String::from_utf8_lossy(&masked).into_owned()
+            }
+            None => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+}
+
 impl Observer for InvocationLog {
+    fn dlp_finding(
+        &self,
+        function: &str,
+        channel: &'static str,
+        detector: &'static str,
+        request_id: &str,
+    ) {
+        self.metrics.dlp_finding(function, detector);
+        tracing::warn!(
+            function,
+            channel,
+            detector,
+            request_id,
+            "data-loss prevention finding"
+        );
+        self.audit.record(
+            moat_telemetry::audit::AuditEvent::new(
+                now_ms(),
+                moat_telemetry::audit::actor::function(function),
+                "dlp.finding",
+                format!("{channel}:{detector}"),
+                moat_telemetry::audit::Outcome::Detected,
+            )
+            .with_function(function)
+            .with_request_id(request_id)
+            .with_details(serde_json::json!({ "channel": channel, "detector": detector })),
+        );
+    }
+
     fn finished(&self, route: &Route, request_id: &str, report: Report) {
         let outcome = match &report.outcome {
             Outcome::Completed => "completed",
@@ -99,7 +145,7 @@ impl Observer for InvocationLog {
             if granted > 0 {
                 self.push(record(
                     stream,
-                    String::from_utf8_lossy(&bytes[..granted]).into_owned(),
+                    self.redacted(route, request_id, &bytes[..granted]),
                 ));
             }
         }
@@ -111,7 +157,10 @@ impl Observer for InvocationLog {
         }
         match report.outcome {
             Outcome::Completed => {}
-            Outcome::Trapped(text) => self.push(record("platform", format!("trap: {text}"))),
+            Outcome::Trapped(text) => {
+                let text = self.redacted(route, request_id, text.as_bytes());
+                self.push(record("platform", format!("trap: {text}")))
+            }
             Outcome::TimedOut => self.push(record(
                 "platform",
                 format!("timed out after {:?}", route.options.timeout),

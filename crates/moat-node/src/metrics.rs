@@ -15,6 +15,7 @@ pub struct Metrics {
     outcomes: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
     limit_hits: Mutex<BTreeMap<(String, &'static str), u64>>,
     egress: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
+    dlp: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
     pub compilations: AtomicU64,
     pub artifact_rejections: AtomicU64,
     pub artifacts_loaded: AtomicU64,
@@ -46,6 +47,12 @@ impl Metrics {
         }
     }
 
+    pub fn dlp_finding(&self, function: &str, detector: &'static str) {
+        if let Ok(mut m) = self.dlp.lock() {
+            count(&mut m, function, detector);
+        }
+    }
+
     pub fn egress(&self, function: &str, allowed: bool) {
         if let Ok(mut m) = self.egress.lock() {
             count(&mut m, function, if allowed { "allowed" } else { "denied" });
@@ -54,6 +61,21 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP moat_dlp_findings_total Data-loss prevention findings by function and detector."
+        );
+        let _ = writeln!(out, "# TYPE moat_dlp_findings_total counter");
+        if let Ok(m) = self.dlp.lock() {
+            for (f, by) in sorted(&m) {
+                for (d, n) in by {
+                    let _ = writeln!(
+                        out,
+                        "moat_dlp_findings_total{{function=\"{f}\",detector=\"{d}\"}} {n}"
+                    );
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP moat_egress_requests_total Outbound requests by function and decision."

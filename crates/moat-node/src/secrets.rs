@@ -37,7 +37,7 @@ impl Vault {
         self.values.read().is_ok_and(|m| m.contains_key(name))
     }
 
-    fn get(&self, name: &str) -> Option<Arc<str>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<str>> {
         self.values.read().ok()?.get(name).cloned()
     }
 }

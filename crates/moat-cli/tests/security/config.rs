@@ -15,7 +15,8 @@ fn functions_see_only_their_config_and_granted_secrets() {
         "orders",
         &wasm("tp_config"),
         "/orders",
-        "[permissions]\nsecrets = [\"stripe-key\"]\n[config]\ncurrency = \"EUR\"\n",
+        // `alert`: this test reads secret values back through the response on purpose.
+        "[permissions]\nsecrets = [\"stripe-key\"]\n[config]\ncurrency = \"EUR\"\n[dlp]\nmode = \"alert\"\n",
     ));
     node.deploy(&manifest(
         dir.path(),

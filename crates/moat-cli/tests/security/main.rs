@@ -8,6 +8,7 @@ mod common;
 mod audit;
 mod auth;
 mod config;
+mod dlp;
 mod egress;
 mod http;
 mod iam;

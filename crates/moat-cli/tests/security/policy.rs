@@ -22,7 +22,7 @@ fn a_guardrail_forbids_what_a_manifest_grants() {
         "app",
         &wasm("tp_config"),
         "/app",
-        "[permissions]\nsecrets = [\"root-db\", \"app-key\"]\n",
+        "[permissions]\nsecrets = [\"root-db\", \"app-key\"]\n[dlp]\nmode = \"alert\"\n",
     ));
     assert!(
         node.get("/app?key=root-db")
