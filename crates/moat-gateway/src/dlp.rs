@@ -31,6 +31,9 @@ pub struct RouteDlp {
 /// Told about each finding.
 pub type Report<'a> = &'a (dyn Fn(Channel, &Finding) + Send + Sync);
 
+/// Told about each finding in a streamed body.
+pub type FindingSink = Box<dyn Fn(Channel, &Finding) + Send + Sync>;
+
 /// Why a response may not go out.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Blocked;
@@ -95,11 +98,7 @@ impl RouteDlp {
     }
 
     /// Wraps a body too long to hold back.
-    pub fn stream(
-        &self,
-        inner: GatewayBody,
-        report: Box<dyn Fn(Channel, &Finding) + Send + Sync>,
-    ) -> GatewayBody {
+    pub fn stream(&self, inner: GatewayBody, report: FindingSink) -> GatewayBody {
         ScannedBody {
             inner,
             scan: self.scanner.stream(),
@@ -115,7 +114,7 @@ struct ScannedBody {
     inner: GatewayBody,
     scan: StreamScanner,
     mode: Mode,
-    report: Box<dyn Fn(Channel, &Finding) + Send + Sync>,
+    report: FindingSink,
     done: bool,
 }
 

@@ -337,7 +337,7 @@ impl Gateway {
         }
         let blocked = |observer: &Arc<dyn Observer>| {
             observer.limit_hit(&route.function, "dlp", request_id);
-            Err(error_response(ErrorCode::ResponseBlocked, request_id, None))
+            error_response(ErrorCode::ResponseBlocked, request_id, None)
         };
         let report = |c: moat_dlp::Channel, f: &moat_dlp::Finding| {
             self.observer
@@ -346,7 +346,7 @@ impl Gateway {
         if let Some(dlp) = &route.dlp
             && dlp.headers(&mut parts.headers, &report).is_err()
         {
-            return blocked(&self.observer);
+            return Err(blocked(&self.observer));
         }
         let (observer, function, rid_text) = (
             Arc::clone(&self.observer),
@@ -359,7 +359,7 @@ impl Gateway {
                 let bytes = match &route.dlp {
                     Some(dlp) => match dlp.whole(bytes, &report) {
                         Ok(bytes) => bytes,
-                        Err(_) => return blocked(&self.observer),
+                        Err(_) => return Err(blocked(&self.observer)),
                     },
                     None => bytes,
                 };
