@@ -51,6 +51,7 @@
 //! responses). The scanner catches accidental leaks and the encodings that tools produce.
 
 mod error;
+mod finder;
 mod literals;
 mod names;
 mod patterns;

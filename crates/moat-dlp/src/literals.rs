@@ -1,6 +1,6 @@
 //! The byte strings a secret's value can appear as: raw, base64 at every alignment, hex and
 //! percent-encoded. Every derived string is plaintext-equivalent, so each lives in a
-//! [`Zeroizing`] buffer and is wiped when the matcher has been built.
+//! [`Zeroizing`] buffer, wiped when the scanner is dropped.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;

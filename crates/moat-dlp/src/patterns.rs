@@ -1,10 +1,13 @@
 //! The pattern detectors (card numbers, PEM keys, AWS key ids, JWTs, high-entropy tokens):
-//! one `RegexSet` pass decides which detectors can match at all, then only those run.
+//! a skipping pass for card numbers, one literal search for the anchors every PEM header,
+//! AWS key id and JWT starts with, and a regex pass for the opt-in high-entropy detector.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use regex::bytes::{Regex, RegexSet};
+use regex::bytes::Regex;
+use zeroize::Zeroizing;
 
+use crate::finder::LiteralFinder;
 use crate::{Detector, DetectorSet, DlpError, Encoding};
 
 /// Runs of base64 or hex characters shorter than this are never judged high-entropy.
@@ -100,52 +103,79 @@ fn pem_body_end(buf: &[u8], from: usize, search_from: usize) -> (usize, bool) {
     (limit, false)
 }
 
+/// The regular expressions the hand-written matchers below implement, kept as their
+/// specification (the tests compare both on random input).
+#[cfg(test)]
+const AWS_REGEX: &str = r"(?-u)(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}";
+#[cfg(test)]
+const PEM_REGEX: &str = r"(?-u)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----";
+#[cfg(test)]
+const JWT_REGEX: &str = r"(?-u)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_.-]*";
+
+const PEM_ANCHOR: &[u8] = b"-----BEGIN ";
+const AWS_ANCHORS: [&[u8]; 4] = [b"AKIA", b"ASIA", b"ABIA", b"ACCA"];
+const JWT_ANCHOR: &[u8] = b"eyJ";
+
 /// The compiled pattern detectors of one scanner.
+///
+/// Why anchors rather than one regex pass per detector: every PEM header, AWS key id and JWT
+/// starts with a fixed literal, so one SIMD literal search over the buffer finds every place
+/// a match can start, and the (short, deterministic) rest of each pattern is checked there
+/// by hand. Text without an anchor costs one pass at memory speed instead of a regex set
+/// pass and up to three regex passes.
 pub(crate) struct Patterns {
-    prefilter: RegexSet,
-    /// The detector of each prefilter pattern, in order.
-    prefilter_detectors: Vec<Detector>,
+    /// Every anchor of the enabled anchored detectors.
+    anchors: Option<LiteralFinder>,
+    /// The detector of each anchor, in order.
+    anchor_detectors: Vec<Detector>,
     cards: bool,
-    aws: Regex,
-    pem: Regex,
-    jwt: Regex,
-    entropy: Regex,
+    entropy: Option<Regex>,
 }
 
 impl Patterns {
     /// The pattern detectors in `enabled`, or `None` if only secrets are scanned.
     pub(crate) fn new(enabled: DetectorSet) -> Result<Option<Self>, DlpError> {
-        let mut pre = Vec::new();
-        let mut pre_detectors = Vec::new();
-        for detector in enabled.iter() {
-            // Each is the smallest thing a real match must contain, so the set pass is a
-            // sound filter: no detector is skipped on a buffer where it could match.
-            let pattern = match detector {
-                // Cards are found by a hand-written pass (see `digit_runs`).
-                Detector::Secrets | Detector::CreditCard => continue,
-                Detector::PrivateKey => r"(?-u)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
-                Detector::AwsKey => r"(?-u)(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}",
-                Detector::Jwt => r"(?-u)eyJ[A-Za-z0-9_-]{8,}\.eyJ",
-                Detector::HighEntropy => r"(?-u)[A-Za-z0-9+/_=-]{20}",
-            };
-            pre.push(pattern);
-            pre_detectors.push(detector);
+        let mut anchors = Vec::new();
+        let mut anchor_detectors = Vec::new();
+        let mut add = |detector, anchor: &[u8]| {
+            anchors.push(Zeroizing::new(anchor.to_vec()));
+            anchor_detectors.push(detector);
+        };
+        if enabled.contains(Detector::PrivateKey) {
+            add(Detector::PrivateKey, PEM_ANCHOR);
+        }
+        if enabled.contains(Detector::AwsKey) {
+            for anchor in AWS_ANCHORS {
+                add(Detector::AwsKey, anchor);
+            }
+        }
+        if enabled.contains(Detector::Jwt) {
+            add(Detector::Jwt, JWT_ANCHOR);
         }
         let cards = enabled.contains(Detector::CreditCard);
-        if pre.is_empty() && !cards {
+        let entropy = if enabled.contains(Detector::HighEntropy) {
+            Some(
+                Regex::new(&format!(
+                    r"(?-u)[A-Za-z0-9+/_=-]{{{HIGH_ENTROPY_MIN_LEN},}}"
+                ))
+                .map_err(|e| DlpError::Build(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        if anchors.is_empty() && !cards && entropy.is_none() {
             return Ok(None);
         }
-        let compile = |p: &str| Regex::new(p).map_err(|e| DlpError::Build(e.to_string()));
+        let anchors = if anchors.is_empty() {
+            None
+        } else {
+            Some(LiteralFinder::new(anchors)?)
+        };
         Ok(Some(Patterns {
-            prefilter: RegexSet::new(&pre).map_err(|e| DlpError::Build(e.to_string()))?,
-            prefilter_detectors: pre_detectors,
+            anchors,
+            anchor_detectors,
             cards,
-            aws: compile(r"(?-u)(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}")?,
-            pem: compile(r"(?-u)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")?,
-            jwt: compile(r"(?-u)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_.-]*")?,
-            entropy: compile(&format!(
-                r"(?-u)[A-Za-z0-9+/_=-]{{{HIGH_ENTROPY_MIN_LEN},}}"
-            ))?,
+            entropy,
         }))
     }
 
@@ -154,99 +184,203 @@ impl Patterns {
         if self.cards {
             cards(buf, out);
         }
-        for index in self.prefilter.matches(buf).iter() {
-            match self.prefilter_detectors.get(index) {
-                Some(Detector::PrivateKey) => self.pem_keys(buf, out),
-                Some(Detector::AwsKey) => self.aws_keys(buf, out),
-                Some(Detector::Jwt) => self.jwts(buf, out),
-                Some(Detector::HighEntropy) => self.high_entropy(buf, out),
-                Some(Detector::Secrets | Detector::CreditCard) | None => {}
+        if let Some(anchors) = &self.anchors {
+            let mut at = Vec::new();
+            anchors.for_each(buf, |index, start, _| {
+                if let Some(&detector) = self.anchor_detectors.get(index) {
+                    at.push((start, detector));
+                }
+            });
+            // Each detector reports what a left-to-right, non-overlapping regex search
+            // would: a match starting inside an earlier match of the same detector (even
+            // one rejected afterwards) is not looked at.
+            at.sort_unstable();
+            let (mut pem_from, mut aws_from, mut jwt_from) = (0, 0, 0);
+            for (start, detector) in at {
+                match detector {
+                    Detector::PrivateKey if start >= pem_from => {
+                        if let Some(header_end) = pem_header_at(buf, start) {
+                            pem_from = header_end;
+                            let (end, closed) = pem_body_end(buf, header_end, header_end);
+                            let cont = (!closed).then_some(Continuation::PrivateKey);
+                            out.push(pattern_hit(Detector::PrivateKey, start, end, cont));
+                        }
+                    }
+                    Detector::AwsKey if start >= aws_from => {
+                        if let Some(end) = aws_key_at(buf, start) {
+                            aws_from = end;
+                            let left_ok = start == 0 || !buf[start - 1].is_ascii_alphanumeric();
+                            let right_ok = buf.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
+                            if left_ok && right_ok {
+                                out.push(pattern_hit(Detector::AwsKey, start, end, None));
+                            }
+                        }
+                    }
+                    Detector::Jwt if start >= jwt_from => {
+                        if let Some((header_end, end)) = jwt_at(buf, start) {
+                            jwt_from = end;
+                            let is_jwt = URL_SAFE_NO_PAD
+                                .decode(&buf[start..header_end])
+                                .is_ok_and(|h| memchr::memmem::find(&h, b"\"alg\"").is_some());
+                            if is_jwt {
+                                out.push(pattern_hit(
+                                    Detector::Jwt,
+                                    start,
+                                    end,
+                                    Some(Continuation::Jwt),
+                                ));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
             }
         }
-    }
-
-    fn aws_keys(&self, buf: &[u8], out: &mut Vec<Hit>) {
-        for m in self.aws.find_iter(buf) {
-            let left_ok = m.start() == 0 || !buf[m.start() - 1].is_ascii_alphanumeric();
-            let right_ok = buf.get(m.end()).is_none_or(|b| !b.is_ascii_alphanumeric());
-            if left_ok && right_ok {
-                out.push(pattern_hit(Detector::AwsKey, m.start(), m.end(), None));
-            }
-        }
-    }
-
-    fn pem_keys(&self, buf: &[u8], out: &mut Vec<Hit>) {
-        for m in self.pem.find_iter(buf) {
-            let (end, closed) = pem_body_end(buf, m.end(), m.end());
-            let cont = (!closed).then_some(Continuation::PrivateKey);
-            out.push(pattern_hit(Detector::PrivateKey, m.start(), end, cont));
-        }
-    }
-
-    fn jwts(&self, buf: &[u8], out: &mut Vec<Hit>) {
-        for m in self.jwt.find_iter(buf) {
-            let token = m.as_bytes();
-            let header_len = token.iter().position(|&b| b == b'.').unwrap_or(token.len());
-            let is_jwt = URL_SAFE_NO_PAD
-                .decode(&token[..header_len])
-                .is_ok_and(|h| memchr::memmem::find(&h, b"\"alg\"").is_some());
-            if is_jwt {
-                out.push(pattern_hit(
-                    Detector::Jwt,
-                    m.start(),
-                    m.end(),
-                    Some(Continuation::Jwt),
-                ));
-            }
-        }
-    }
-
-    fn high_entropy(&self, buf: &[u8], out: &mut Vec<Hit>) {
-        for m in self.entropy.find_iter(buf) {
-            if is_high_entropy(m.as_bytes()) {
-                out.push(pattern_hit(
-                    Detector::HighEntropy,
-                    m.start(),
-                    m.end(),
-                    Some(Continuation::HighEntropy),
-                ));
+        if let Some(entropy) = &self.entropy {
+            for m in entropy.find_iter(buf) {
+                if is_high_entropy(m.as_bytes()) {
+                    out.push(pattern_hit(
+                        Detector::HighEntropy,
+                        m.start(),
+                        m.end(),
+                        Some(Continuation::HighEntropy),
+                    ));
+                }
             }
         }
     }
 }
 
-/// Maximal runs of digits joined by single spaces or dashes that hold at least 13 digits.
+/// The end of the match of [`AWS_REGEX`] starting at `start` (an AWS anchor), if any.
+fn aws_key_at(buf: &[u8], start: usize) -> Option<usize> {
+    let end = start + 20;
+    let tail = buf.get(start + 4..end)?;
+    tail.iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        .then_some(end)
+}
+
+/// The end of the match of [`PEM_REGEX`] starting at `start`, if any. The words before
+/// `PRIVATE KEY` are upper-case letters or digits each followed by one space; no word can
+/// both start `PRIVATE KEY-----` and continue the words, so the parse is unique.
+fn pem_header_at(buf: &[u8], start: usize) -> Option<usize> {
+    let mut at = start + PEM_ANCHOR.len();
+    loop {
+        let rest = buf.get(at..)?;
+        if rest.starts_with(b"PRIVATE KEY-----") {
+            return Some(at + 16);
+        }
+        let word = rest
+            .iter()
+            .position(|b| !(b.is_ascii_uppercase() || b.is_ascii_digit()))?;
+        if word == 0 || rest[word] != b' ' {
+            return None;
+        }
+        at += word + 1;
+    }
+}
+
+/// The header end (the `.`) and the end of the match of [`JWT_REGEX`] starting at `start`
+/// (an `eyJ`), if any.
+fn jwt_at(buf: &[u8], start: usize) -> Option<(usize, usize)> {
+    let header_end = run_end(buf, start + 3, is_base64url_byte);
+    if header_end - (start + 3) < 8 || buf.get(header_end) != Some(&b'.') {
+        return None;
+    }
+    if !buf.get(header_end + 1..)?.starts_with(JWT_ANCHOR) {
+        return None;
+    }
+    Some((header_end, run_end(buf, header_end + 4, is_jwt_byte)))
+}
+
+fn is_base64url_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
+}
+
+/// Whether a byte can be part of a card number: a digit or a group separator.
+const fn card_bytes() -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = b'0';
+    while b <= b'9' {
+        table[b as usize] = true;
+        b += 1;
+    }
+    table[b' ' as usize] = true;
+    table[b'-' as usize] = true;
+    table
+}
+
+static CARD_BYTE: [bool; 256] = card_bytes();
+
+/// The fewest digits a card number has.
+const MIN_CARD_DIGITS: usize = 13;
+
+/// Maximal runs of digits, spaces and dashes at least [`MIN_CARD_DIGITS`] bytes long.
 ///
-/// Why hand-written: API responses are full of digits (ids, prices, timestamps), and a
-/// regex for this starts a match attempt at every digit; this loop looks at each byte once
-/// and runs several times faster than the regex did on JSON-like text.
-fn digit_runs(buf: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut i = 0;
+/// Why it skips: API responses are full of short digit runs (prices, quantities,
+/// timestamps) and card numbers are rare, so looking at every byte dominated the scan. Any
+/// run of 13 such bytes covers the byte 12 past wherever the search stands, so only that
+/// byte is looked at; when it is not a card byte, the next 13 positions are ruled out at
+/// once. When it is, the run around it is measured (each byte is measured at most once).
+fn card_byte_runs(buf: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let is_card = |b: &u8| CARD_BYTE[usize::from(*b)];
+    let mut from = 0;
     std::iter::from_fn(move || {
-        while i < buf.len() {
-            if !buf[i].is_ascii_digit() {
-                i += 1;
+        loop {
+            let probe = from + MIN_CARD_DIGITS - 1;
+            let b = *buf.get(probe)?;
+            if !is_card(&b) {
+                from = probe + 1;
                 continue;
             }
-            let start = i;
-            let mut digits = 0;
-            loop {
-                while i < buf.len() && buf[i].is_ascii_digit() {
-                    i += 1;
-                    digits += 1;
-                }
-                let joined = matches!(buf.get(i), Some(b' ' | b'-'))
-                    && buf.get(i + 1).is_some_and(u8::is_ascii_digit);
-                if !joined {
-                    break;
-                }
-                i += 1;
-            }
-            if digits >= 13 {
-                return Some((start, i));
+            let start = buf[from..probe]
+                .iter()
+                .rposition(|b| !is_card(b))
+                .map_or(from, |i| from + i + 1);
+            let end = buf[probe..]
+                .iter()
+                .position(|b| !is_card(b))
+                .map_or(buf.len(), |i| probe + i);
+            // `buf[end]` is not a card byte: no run starts before `end + 1`.
+            from = end + 1;
+            if end - start >= MIN_CARD_DIGITS {
+                return Some((start, end));
             }
         }
-        None
+    })
+}
+
+/// Maximal runs of digits joined by single spaces or dashes that hold at least 13 digits.
+fn digit_runs(buf: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    card_byte_runs(buf).flat_map(move |(lo, hi)| {
+        let mut i = lo;
+        std::iter::from_fn(move || {
+            while i < hi {
+                if !buf[i].is_ascii_digit() {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                let mut digits = 0;
+                loop {
+                    while i < hi && buf[i].is_ascii_digit() {
+                        i += 1;
+                        digits += 1;
+                    }
+                    // `buf[hi]`, if any, is not a digit: a run never crosses `hi`.
+                    let joined = matches!(buf.get(i), Some(b' ' | b'-'))
+                        && buf.get(i + 1).is_some_and(u8::is_ascii_digit);
+                    if !joined {
+                        break;
+                    }
+                    i += 1;
+                }
+                if digits >= MIN_CARD_DIGITS {
+                    return Some((start, i));
+                }
+            }
+            None
+        })
     })
 }
 
@@ -393,5 +527,132 @@ mod tests {
         let (end, closed) = pem_body_end(buf, 31, 31);
         assert!(closed);
         assert_eq!(&buf[..end], &buf[..buf.len() - 11]);
+    }
+
+    /// A random buffer over `alphabet`, with `plants` pasted in at random places.
+    fn random_buf(seed: u64, len: usize, alphabet: &[u8], plants: &[&[u8]]) -> Vec<u8> {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut buf: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        for _ in 0..len / 40 {
+            let plant = plants[(next() % plants.len() as u64) as usize];
+            let at = (next() % len as u64) as usize;
+            let end = (at + plant.len()).min(len);
+            buf[at..end].copy_from_slice(&plant[..end - at]);
+        }
+        buf
+    }
+
+    /// The byte-at-a-time digit-run loop the skipping one replaced.
+    fn digit_runs_reference(buf: &[u8]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < buf.len() {
+            if !buf[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut digits = 0;
+            loop {
+                while i < buf.len() && buf[i].is_ascii_digit() {
+                    i += 1;
+                    digits += 1;
+                }
+                let joined = matches!(buf.get(i), Some(b' ' | b'-'))
+                    && buf.get(i + 1).is_some_and(u8::is_ascii_digit);
+                if !joined {
+                    break;
+                }
+                i += 1;
+            }
+            if digits >= 13 {
+                out.push((start, i));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn skipping_digit_runs_equal_the_byte_loop() {
+        for seed in 0..200u64 {
+            let buf = random_buf(
+                seed,
+                2000,
+                b"0123456789012345 -x",
+                &[b"4111 1111 1111 1111"],
+            );
+            assert_eq!(
+                digit_runs(&buf).collect::<Vec<_>>(),
+                digit_runs_reference(&buf),
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn anchored_matchers_equal_their_regexes() {
+        let plants: &[&[u8]] = &[
+            b"-----BEGIN RSA PRIVATE KEY-----",
+            b"-----BEGIN PRIVATE KEY-----",
+            b"-----BEGIN ",
+            b"PRIVATE KEY-----",
+            b"AKIA",
+            b"ASIA",
+            b"ACCA",
+            b"ABIA",
+            b"eyJ",
+            b"eyJhbGciOiJIUzI1NiJ9.eyJ",
+        ];
+        let regexes = [
+            (Regex::new(PEM_REGEX), 0),
+            (Regex::new(AWS_REGEX), 1),
+            (Regex::new(JWT_REGEX), 2),
+        ];
+        let mut matched = [0usize; 3];
+        for seed in 0..300u64 {
+            let buf = random_buf(seed, 3000, b"ABCIKSPRVEY -.eyJ0_", plants);
+            for (re, which) in &regexes {
+                let re = re.as_ref().unwrap_or_else(|e| panic!("{e}"));
+                let want: Vec<(usize, usize)> =
+                    re.find_iter(&buf).map(|m| (m.start(), m.end())).collect();
+                let mut got = Vec::new();
+                let mut from = 0;
+                for start in 0..buf.len() {
+                    if start < from {
+                        continue;
+                    }
+                    let end = match which {
+                        0 => buf[start..]
+                            .starts_with(PEM_ANCHOR)
+                            .then(|| pem_header_at(&buf, start))
+                            .flatten(),
+                        1 => AWS_ANCHORS
+                            .iter()
+                            .any(|a| buf[start..].starts_with(a))
+                            .then(|| aws_key_at(&buf, start))
+                            .flatten(),
+                        _ => buf[start..]
+                            .starts_with(JWT_ANCHOR)
+                            .then(|| jwt_at(&buf, start).map(|(_, e)| e))
+                            .flatten(),
+                    };
+                    if let Some(end) = end {
+                        got.push((start, end));
+                        from = end;
+                    }
+                }
+                matched[*which] += want.len();
+                assert_eq!(got, want, "seed {seed} regex {which}");
+            }
+        }
+        assert!(matched.iter().all(|&n| n > 10), "{matched:?}");
     }
 }

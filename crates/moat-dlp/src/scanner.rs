@@ -1,15 +1,15 @@
-//! The scanner: one Aho-Corasick automaton over every secret-derived literal, plus the
-//! pattern detectors; whole-buffer `scan` and `redact`.
+//! The scanner: one literal finder over every secret-derived literal, plus the pattern
+//! detectors; whole-buffer `scan` and `redact`.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, MatchKind};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::finder::LiteralFinder;
 use crate::literals::{self, MIN_SECRET_LEN};
 use crate::patterns::{Hit, Patterns};
 use crate::{Detector, DetectorSet, DlpError, Encoding, StreamScanner};
@@ -104,14 +104,14 @@ impl fmt::Debug for ScannerBuilder {
 /// The DLP scanner of one function version: built once when the function or its secrets
 /// change, then shared (it is `Send + Sync`; wrap it in an [`Arc`]).
 ///
-/// Secret values: the derived literals are wiped as soon as the automaton is built. The
-/// automaton's own tables (and its prefilter) still encode the patterns and cannot be wiped
+/// Secret values: the derived literals are kept in zeroizing buffers and wiped when the
+/// scanner is dropped. The search engine's own tables still encode them and cannot be wiped
 /// without `unsafe`; they are freed when the scanner is dropped. `Debug` prints counts only.
 pub struct Scanner {
     names: Vec<String>,
     unscanned: Vec<String>,
-    literals: Option<AhoCorasick>,
-    /// For each automaton pattern: the index of its secret in `names` and its encoding.
+    literals: Option<LiteralFinder>,
+    /// For each literal: the index of its secret in `names` and its encoding.
     literal_meta: Vec<(usize, Encoding)>,
     patterns: Option<Patterns>,
     detectors: DetectorSet,
@@ -150,22 +150,14 @@ impl Scanner {
                 patterns.push(literal.bytes);
             }
         }
-        let max_literal_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        // Every occurrence of every literal is reported, so one secret inside another is
+        // still named. The finder keeps the literals (zeroizing) to verify matches.
         let literals = if patterns.is_empty() {
             None
         } else {
-            // Standard semantics with overlapping search: every occurrence of every literal
-            // is reported, so one secret inside another is still named. The automaton kind
-            // is left to the crate: a forced full DFA measured no faster here and costs
-            // about a megabyte per function version with ten secrets.
-            let ac = AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .build(patterns.iter().map(|p| p.as_slice()))
-                .map_err(|e| DlpError::Build(e.to_string()))?;
-            Some(ac)
+            Some(LiteralFinder::new(patterns)?)
         };
-        // `patterns` (the plaintext-equivalent literals) is wiped here.
-        drop(patterns);
+        let max_literal_len = literals.as_ref().map_or(0, LiteralFinder::max_len);
         Ok(Scanner {
             names,
             unscanned,
@@ -228,19 +220,19 @@ impl Scanner {
     /// boundary.
     pub(crate) fn hits(&self, buf: &[u8]) -> Vec<Hit> {
         let mut out = Vec::new();
-        if let Some(ac) = &self.literals {
-            for m in ac.find_overlapping_iter(buf) {
-                if let Some(&(secret, encoding)) = self.literal_meta.get(m.pattern().as_usize()) {
+        if let Some(finder) = &self.literals {
+            finder.for_each(buf, |index, start, end| {
+                if let Some(&(secret, encoding)) = self.literal_meta.get(index) {
                     out.push(Hit {
                         detector: Detector::Secrets,
                         secret: Some(secret),
                         encoding: Some(encoding),
-                        start: m.start(),
-                        end: m.end(),
+                        start,
+                        end,
                         cont: None,
                     });
                 }
-            }
+            });
         }
         if let Some(patterns) = &self.patterns {
             patterns.find(buf, &mut out);
