@@ -59,7 +59,9 @@ impl fmt::Display for Mode {
 pub enum Detector {
     /// The values of the secrets the function can read, raw and encoded. Always on.
     Secrets,
-    /// Card numbers: 13–19 digits, optionally grouped by single spaces or dashes, passing Luhn.
+    /// Card numbers: 13–19 digits, optionally grouped by single spaces or dashes from a first
+    /// group of four, passing Luhn and starting with a card network's issuer prefix for that
+    /// length.
     CreditCard,
     /// PEM private keys (`-----BEGIN … PRIVATE KEY-----`).
     PrivateKey,

@@ -385,7 +385,8 @@ fn digit_runs(buf: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
 }
 
 /// Card numbers: in each digit run, the leftmost-longest choice of consecutive groups of 3
-/// or more digits holding 13–19 digits that pass Luhn. A group is never split, so digits
+/// or more digits (the first of four, if there are several) holding 13–19 digits that pass
+/// Luhn and [`issued`]. A group is never split, so digits
 /// inside a longer run never match, and a run glued to letters (`id4111…`) is some other
 /// token, not a card.
 fn cards(buf: &[u8], out: &mut Vec<Hit>) {
@@ -411,7 +412,12 @@ fn cards(buf: &[u8], out: &mut Vec<Hit>) {
                     break;
                 }
                 let edges_ok = (i > 0 || left_ok) && (j < last || right_ok);
-                if digits >= 13 && edges_ok && luhn(&buf[groups[i].0..groups[j].1]) {
+                // Printed card numbers are grouped from a first group of four (4-4-4-4,
+                // Amex 4-6-5); other groupings are other numbers (UUIDs start 8-4-4,
+                // order numbers 3-7-7).
+                let layout_ok = j == i || groups[i].1 - groups[i].0 == 4;
+                let number = &buf[groups[i].0..groups[j].1];
+                if digits >= 13 && edges_ok && layout_ok && luhn(number) && issued(number, digits) {
                     best = Some(j);
                 }
             }
@@ -439,6 +445,40 @@ fn pattern_hit(detector: Detector, start: usize, end: usize, cont: Option<Contin
         start,
         end,
         cont,
+    }
+}
+
+/// Whether a number of `len` digits (separators in `s` are skipped) starts with the issuer
+/// prefix of a card network that issues numbers of that length: Visa (4; 13, 16, 19),
+/// Mastercard (51–55, 2221–2720; 16), Mir (2200–2204; 16–19), American Express (34, 37;
+/// 15), Diners Club (300–305, 36, 38, 39; 14–19), JCB (3528–3589; 16–19), UATP (1; 15),
+/// Maestro (50, 56–59; 13–19), and everything starting with 6 (Discover, UnionPay, RuPay,
+/// Maestro; 13–19).
+///
+/// Why: one random digit string in ten passes Luhn, and API bodies are full of long digit
+/// strings that are not cards (millisecond and microsecond timestamps start with 1, order
+/// numbers with a year). No network issues those prefixes at those lengths.
+fn issued(s: &[u8], len: usize) -> bool {
+    let mut prefix = 0u32;
+    for d in s.iter().filter(|b| b.is_ascii_digit()).take(4) {
+        prefix = prefix * 10 + u32::from(d - b'0');
+    }
+    let (p1, p2, p3) = (prefix / 1000, prefix / 100, prefix / 10);
+    match p1 {
+        1 => len == 15,
+        2 => {
+            (2221..=2720).contains(&prefix) && len == 16
+                || (2200..=2204).contains(&prefix) && len >= 16
+        }
+        3 => {
+            matches!(p2, 34 | 37) && len == 15
+                || ((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && len >= 14
+                || (3528..=3589).contains(&prefix) && len >= 16
+        }
+        4 => matches!(len, 13 | 16 | 19),
+        5 => (51..=55).contains(&p2) && len == 16 || matches!(p2, 50 | 56..=59),
+        6 => true,
+        _ => false,
     }
 }
 
@@ -508,6 +548,32 @@ mod tests {
         assert!(luhn(b"4111 1111 1111 1111"));
         assert!(luhn(b"378282246310005"));
         assert!(!luhn(b"4111111111111112"));
+    }
+
+    #[test]
+    fn issuer_prefixes_and_lengths() {
+        for (number, want) in [
+            (&b"4111111111111111"[..], true),
+            (b"4222222222222", true),
+            (b"378282246310005", true),
+            (b"5500-0000-0000-0004", true),
+            (b"2223000048400011", true),
+            (b"6011111111111117", true),
+            (b"3530111333300000", true),
+            (b"30569309025904", true),
+            (b"1700000000123", false),  // a millisecond timestamp
+            (b"2024-000123456", false), // an order number
+            (b"41111111111111", false), // Visa has no 14-digit numbers
+            (b"7000000000000006", false),
+        ] {
+            let len = number.iter().filter(|b| b.is_ascii_digit()).count();
+            assert_eq!(
+                issued(number, len),
+                want,
+                "{}",
+                String::from_utf8_lossy(number)
+            );
+        }
     }
 
     #[test]

@@ -159,6 +159,10 @@ fn digit_runs_that_are_not_cards_are_not_found() {
         "order4111111111111111",      // glued to letters
         "4111  1111  1111  1111",     // double separators
         "ts 1700000000123 n 42 7 19", // 13 digits failing Luhn
+        // Passing Luhn, but no network issues them:
+        "ts 1718000000006",                         // a millisecond timestamp
+        "req 65993648-0176-4451-b311-6bee0cab6abd", // a UUID grouped 8-4-4
+        "order 626-5523167-3524368",                // an order number grouped 3-7-7
     ] {
         let findings = s.scan(text.as_bytes());
         assert_eq!(detected(&findings, Detector::CreditCard), 0, "{text}");
