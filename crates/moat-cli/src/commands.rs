@@ -11,11 +11,12 @@ use serde_json::{Value, json};
 
 use crate::client::{Admin, Http};
 use crate::{
-    AuditLogCommand, Cli, Command, FunctionsCommand, IamCommand, KvCommand, LogFormat, Output,
-    PolicyCommand, SecretsCommand, TokensCommand, UpArgs,
+    AuditLogCommand, Cli, Command, FunctionsCommand, IamCommand, KvCommand, LogFormat,
+    MasterKeyCommand, Output, PolicyCommand, SecretsCommand, TokensCommand, UpArgs,
 };
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::client::set_trust(cli.ca_cert.clone(), cli.tls_pin.clone())?;
     let token = cli.token.clone().or_else(|| read_token_file(&cli.data_dir));
     let admin = Admin::new(&cli.admin, token.clone());
     let out = cli.output;
@@ -50,6 +51,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { command } => policy(&admin, command, out).await,
         Command::Kv { command } => kv(&admin, command, out).await,
         Command::AuditLog { command } => audit_log(&admin, command, out).await,
+        Command::MasterKey {
+            command: MasterKeyCommand::Rotate,
+        } => {
+            let v = admin
+                .json(Method::POST, "/v1/master-key/rotate", &json!({}))
+                .await?;
+            print(out, &v, || {
+                format!(
+                    "master key rotated (key id {}); re-wrapped {} sealed values",
+                    v["key_id"].as_str().unwrap_or(""),
+                    v["rewrapped"]
+                )
+            });
+            Ok(())
+        }
         Command::Iam {
             command: IamCommand::Review { name, since },
         } => iam_review(&admin, name, since, out).await,
@@ -133,6 +149,12 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
         egress_resolve: args.egress_resolve,
         egress_timeout: Duration::from_millis(args.egress_timeout_ms),
+        tls: moat_node::TlsSettings {
+            cert: args.tls_cert,
+            key: args.tls_key,
+            self_signed: args.tls_self_signed,
+            insecure_http: args.insecure_http,
+        },
     })
     .await
 }

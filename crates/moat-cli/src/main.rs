@@ -35,6 +35,13 @@ pub struct Cli {
     /// The node's data dir.
     #[arg(long, global = true, env = "MOAT_DATA_DIR", default_value = "./.moat")]
     data_dir: PathBuf,
+    /// Trust this PEM CA certificate (or self-signed certificate) for `https://` URLs.
+    #[arg(long, global = true, env = "MOAT_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Trust exactly the server certificate with this SHA-256 fingerprint (hex, as `moat up`
+    /// prints it) for `https://` URLs.
+    #[arg(long, global = true, env = "MOAT_TLS_PIN")]
+    tls_pin: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,6 +108,12 @@ enum Command {
     Kv {
         #[command(subcommand)]
         command: KvCommand,
+    },
+    /// The master key: `rotate` re-wraps every sealed value under a new one, online.
+    #[command(name = "master-key")]
+    MasterKey {
+        #[command(subcommand)]
+        command: MasterKeyCommand,
     },
     /// The tamper-evident audit log.
     #[command(name = "audit-log")]
@@ -240,6 +253,13 @@ pub enum KvCommand {
 }
 
 #[derive(Subcommand)]
+pub enum MasterKeyCommand {
+    /// Re-wrap every secret and key-value data key under a new master key (written to
+    /// `<data-dir>/master.key`). Safe to interrupt; run it again to finish.
+    Rotate,
+}
+
+#[derive(Subcommand)]
 pub enum AuditLogCommand {
     /// Show records (newest last).
     Show {
@@ -311,6 +331,19 @@ pub struct UpArgs {
     /// lookup (`NAME=IP[,IP][;IP]`); repeatable.
     #[arg(long, hide = true)]
     egress_resolve: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (reloaded on SIGHUP).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate generated once and kept in `<data-dir>/tls/`; its
+    /// SHA-256 fingerprint is printed (pin it with `--tls-pin`).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: bool,
+    /// Allow plain HTTP on a non-loopback address.
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

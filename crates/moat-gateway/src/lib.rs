@@ -13,6 +13,7 @@ mod errors;
 pub mod limits;
 mod routes;
 mod server;
+pub mod tls;
 
 pub use errors::{ErrorCode, error_response};
 pub use routes::{Match, Route, RouteTable};

@@ -453,7 +453,12 @@ pub struct ServeOptions {
     pub drain: Duration,
     /// Called when the front door refuses a connection's request (for metrics).
     pub on_refusal: Arc<dyn Fn(ErrorCode) + Send + Sync>,
+    /// Serve HTTPS with this configuration (responses then carry HSTS); `None` is plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// `strict-transport-security` on every response served over TLS: a year, subdomains too.
+const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Serves HTTP/1.1 and HTTP/2 on `listener` until `shutdown` resolves, then stops accepting
 /// and waits up to `drain` for in-flight requests to finish.
@@ -504,16 +509,51 @@ pub async fn serve<F, Fut>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = Arc::clone(&handler);
+                let tls = options.tls.is_some();
                 let service = hyper::service::service_fn(move |req| {
                     let handler = Arc::clone(&handler);
-                    async move { Ok::<_, std::convert::Infallible>(handler(req, peer).await) }
+                    async move {
+                        let mut response = handler(req, peer).await;
+                        if tls {
+                            response.headers_mut().insert(
+                                header::STRICT_TRANSPORT_SECURITY,
+                                HeaderValue::from_static(HSTS),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let on_refusal = Arc::clone(&options.on_refusal);
-                let io = Guarded::new(stream, options.head, Box::new(move |code| on_refusal(code)));
-                let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-                let conn = graceful.watch(conn);
+                let on_refusal: Box<dyn FnOnce(ErrorCode) + Send> = Box::new(move |code| on_refusal(code));
+                let (builder, watcher, head) = (builder.clone(), graceful.watcher(), options.head);
+                let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let result = match acceptor {
+                        None => {
+                            let io = Guarded::new(stream, head, on_refusal);
+                            let conn = builder.serve_connection(TokioIo::new(io), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Some(acceptor) => {
+                            // The handshake gets the same time a client has to send a head.
+                            match tokio::time::timeout(head.head_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    let io = Guarded::new(stream, head, on_refusal);
+                                    let conn = builder.serve_connection(TokioIo::new(io), service);
+                                    watcher.watch(conn.into_owned()).await
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                                    Ok(())
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake with {peer} timed out");
+                                    Ok(())
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!("connection from {peer} ended: {e}");
                     }
                     drop(slot);

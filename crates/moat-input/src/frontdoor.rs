@@ -366,8 +366,8 @@ fn refusal(code: ErrorCode) -> Vec<u8> {
 
 /// A connection whose reads pass through a [`Scanner`]. On a violation it writes the
 /// refusal itself and ends the stream, so hyper never sees the offending request.
-pub struct Guarded {
-    stream: TcpStream,
+pub struct Guarded<S = TcpStream> {
+    stream: S,
     scanner: Scanner,
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_armed: bool,
@@ -375,9 +375,9 @@ pub struct Guarded {
     on_refusal: Option<Box<dyn FnOnce(ErrorCode) + Send>>,
 }
 
-impl Guarded {
+impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
     pub fn new(
-        stream: TcpStream,
+        stream: S,
         limits: HeadLimits,
         on_refusal: Box<dyn FnOnce(ErrorCode) + Send>,
     ) -> Self {
@@ -391,10 +391,14 @@ impl Guarded {
         }
     }
 
-    fn refuse(&mut self, code: ErrorCode) -> Poll<std::io::Result<()>> {
+    fn refuse(&mut self, cx: &mut Context<'_>, code: ErrorCode) -> Poll<std::io::Result<()>> {
         let response = refusal(code);
-        // Best effort and non-blocking: a small response into an empty socket buffer.
-        let _ = self.stream.try_write(&response);
+        // Best effort and non-blocking: a small response into an empty socket buffer (or,
+        // under TLS, into the session's buffer, flushed once).
+        let mut stream = Pin::new(&mut self.stream);
+        if let Poll::Ready(Ok(_)) = stream.as_mut().poll_write(cx, &response) {
+            let _ = stream.poll_flush(cx);
+        }
         self.refused = Some(code);
         if let Some(f) = self.on_refusal.take() {
             f(code);
@@ -403,7 +407,7 @@ impl Guarded {
     }
 }
 
-impl AsyncRead for Guarded {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -423,7 +427,7 @@ impl AsyncRead for Guarded {
                         Violation::HeadTooLarge => ErrorCode::HeaderFieldsTooLarge,
                         Violation::LineTooLong => ErrorCode::UriTooLong,
                     };
-                    return self.refuse(code);
+                    return self.refuse(cx, code);
                 }
                 if self.scanner.in_partial_head() {
                     if !self.timer_armed {
@@ -439,7 +443,7 @@ impl AsyncRead for Guarded {
             }
             Poll::Pending => {
                 if self.timer_armed && self.timer.as_mut().poll(cx).is_ready() {
-                    return self.refuse(ErrorCode::RequestTimeout);
+                    return self.refuse(cx, ErrorCode::RequestTimeout);
                 }
                 Poll::Pending
             }
@@ -448,7 +452,7 @@ impl AsyncRead for Guarded {
     }
 }
 
-impl AsyncWrite for Guarded {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -567,6 +567,18 @@ async fn route(
             tracing::info!(policy = %name, by = %caller.id, "guardrail removed");
             Ok((StatusCode::OK, json!({ "deleted": name })))
         }
+        (&Method::POST, ["v1", "master-key", "rotate"]) => {
+            need(node, caller, Action::KeysManage)?;
+            let done = crate::rotate::rotate(&node.keys, &node.store)
+                .await
+                .map_err(|e| {
+                    ApiError::new(StatusCode::CONFLICT, "rotation_failed", format!("{e:#}"))
+                })?;
+            Ok((
+                StatusCode::OK,
+                json!({ "rewrapped": done.rewrapped, "key_id": done.key_id }),
+            ))
+        }
         (&Method::GET, ["v1", "kv"]) => {
             need(node, caller, Action::KvManage)?;
             let buckets = node.store.list_buckets().await.map_err(store_error)?;

@@ -14,6 +14,7 @@ mod kv;
 mod logs;
 mod metrics;
 mod policy;
+mod rotate;
 mod secrets;
 mod tokens;
 mod usage;
@@ -57,6 +58,17 @@ pub struct NodeConfig {
     /// Fixed DNS answers for outbound requests (`NAME=IP[,IP][;IP]`), for tests.
     pub egress_resolve: Vec<String>,
     pub egress_timeout: Duration,
+    pub tls: TlsSettings,
+}
+
+/// How the listeners speak: HTTPS with given files, HTTPS with a generated certificate, or
+/// plain HTTP (which needs `insecure_http` unless both addresses are loopback).
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub self_signed: bool,
+    pub insecure_http: bool,
 }
 
 /// Shared state of a running node.
@@ -69,6 +81,7 @@ pub struct Node {
     functions: functions::Functions,
     metrics: Arc<metrics::Metrics>,
     audit: Arc<audit::Audit>,
+    keys: rotate::KeyState,
     ready: AtomicBool,
 }
 
@@ -85,7 +98,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         (None, Ok(v)) if !v.is_empty() => KeySource::Env(v),
         _ => KeySource::File(key_file.clone()),
     };
-    let (master, created_key) = datadir::master_key(source)?;
+    let from_file = matches!(source, KeySource::File(_));
+    let (mut master, created_key) = datadir::master_key(source)?;
     if created_key {
         println!(
             "moat: created master key {} (mode 0600); back it up: it seals compiled code and checks this store",
@@ -94,19 +108,25 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
 
     let sqlite = open_store(&config)?;
-    // Values at rest (secrets, key-value entries) are sealed under a key derived from the
-    // master key; secrets an older version stored in plaintext are sealed now.
-    sqlite.set_sealer(moat_store::crypto::Sealer::new(
-        master.derive("data-keys/v1"),
-    ))?;
     let store: Arc<dyn Store> = Arc::new(sqlite);
     let check = master.check_value();
     let stored = store.init_meta("master_key_check", &check).await?;
     if stored != check {
-        bail!(
-            "the master key does not match this store (its key-check value differs); start with the key this store was created with"
-        );
+        // A rotation that switched the store to the new key and stopped before renaming the
+        // new key file over the old one: finish it.
+        match rotate::finish_interrupted(dir, &stored, from_file)? {
+            Some(next) => master = next,
+            None => bail!(
+                "the master key does not match this store (its key-check value differs); start with the key this store was created with"
+            ),
+        }
     }
+    // Values at rest (secrets, key-value entries) are sealed under a key derived from the
+    // master key (and, while a rotation is unfinished, opened with either key); secrets an
+    // older version stored in plaintext are sealed now.
+    let next = rotate::pending_key(dir, &*store).await?;
+    store.set_keys(rotate::keyring(&master, next.as_ref()))?;
+    let data_key = master.derive(rotate::DATA_KEY_PURPOSE);
 
     let policies = policy::Policies::new()?;
     let guardrails = store.policies().await?;
@@ -211,9 +231,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         functions,
         metrics,
         audit,
+        keys: rotate::KeyState::new(dir.clone(), from_file.then(|| key_file.clone()), data_key),
         ready: AtomicBool::new(false),
     });
 
+    let tls = tls_setup(&config)?;
     let gateway_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -227,18 +249,24 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     ]);
     let served = node.functions.refresh_routes().await?;
     node.ready.store(true, Ordering::Release);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "moat: gateway listening on http://{}",
+        "moat: gateway listening on {scheme}://{}",
         gateway_listener.local_addr()?
     );
     println!(
-        "moat: admin API listening on http://{}",
+        "moat: admin API listening on {scheme}://{}",
         admin_listener.local_addr()?
     );
     println!("moat: serving {served} function(s); stop with Ctrl-C");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tls_config = match &tls {
+        Some(store) => Some(store.server_config()?),
+        None => None,
+    };
     let serve_options = |metrics: Arc<metrics::Metrics>| moat_gateway::ServeOptions {
+        tls: tls_config.clone(),
         head: moat_gateway::frontdoor::HeadLimits {
             head_timeout: config.client_timeout,
             ..Default::default()
@@ -264,6 +292,22 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         serve_options(Arc::clone(&node.metrics)),
     ));
 
+    if let Some(store) = tls.clone() {
+        // SIGHUP: read the certificate and key files again (a failure keeps the old ones).
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match store.reload() {
+                    Ok(fp) => println!("moat: reloaded TLS certificate (SHA-256 {fp})"),
+                    Err(e) => eprintln!("moat: TLS certificate not reloaded: {e}"),
+                }
+            }
+        });
+    }
     signals.wait().await;
     println!("moat: stopping; draining in-flight requests");
     let _ = stop_tx.send(true);
@@ -281,6 +325,49 @@ impl Node {
         self.functions.refresh_routes().await?;
         Ok(())
     }
+}
+
+/// Loads (or, with `--tls-self-signed`, creates once and keeps) the certificate, and refuses
+/// plain HTTP on a non-loopback address unless `--insecure-http` says so.
+fn tls_setup(config: &NodeConfig) -> anyhow::Result<Option<Arc<moat_gateway::tls::CertStore>>> {
+    let t = &config.tls;
+    let (cert, key) = match (&t.cert, &t.key, t.self_signed) {
+        (Some(c), Some(k), false) => (c.clone(), k.clone()),
+        (None, None, true) => {
+            let dir = config.data_dir.join("tls");
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            if !cert.exists() {
+                std::fs::create_dir_all(&dir)?;
+                let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+                for addr in [config.listen, config.admin_listen] {
+                    if !addr.ip().is_unspecified() {
+                        names.push(addr.ip().to_string());
+                    }
+                }
+                names.sort();
+                names.dedup();
+                moat_gateway::tls::write_self_signed(&names, &cert, &key)?;
+            }
+            (cert, key)
+        }
+        (None, None, false) => {
+            let loopback =
+                config.listen.ip().is_loopback() && config.admin_listen.ip().is_loopback();
+            if !loopback && !t.insecure_http {
+                bail!(
+                    "refusing plain HTTP on a non-loopback address; give --tls-cert and --tls-key, or --tls-self-signed, or accept the risk with --insecure-http"
+                );
+            }
+            return Ok(None);
+        }
+        _ => bail!("give --tls-cert and --tls-key together, or --tls-self-signed alone"),
+    };
+    let (store, fingerprint) = moat_gateway::tls::CertStore::open(&cert, &key)?;
+    println!(
+        "moat: TLS certificate {} (SHA-256 fingerprint {fingerprint})",
+        cert.display()
+    );
+    Ok(Some(store))
 }
 
 fn open_store(config: &NodeConfig) -> anyhow::Result<SqliteStore> {

@@ -37,6 +37,7 @@ pub enum Action {
     IamReview,
     KvManage,
     AuditRead,
+    KeysManage,
 }
 
 impl Action {
@@ -54,6 +55,7 @@ impl Action {
             Action::IamReview => "iam:review",
             Action::KvManage => "kv:manage",
             Action::AuditRead => "audit:read",
+            Action::KeysManage => "keys:manage",
         }
     }
 }

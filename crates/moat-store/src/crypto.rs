@@ -187,6 +187,53 @@ impl Sealer {
     }
 }
 
+/// The keys a store seals and opens with: values are sealed under the primary; values
+/// wrapped by any of the others (the previous master key, during a rotation) still open,
+/// and [`Keyring::rewrap`] moves them to the primary.
+#[derive(Debug)]
+pub struct Keyring {
+    primary: Sealer,
+    others: Vec<Sealer>,
+}
+
+impl Keyring {
+    pub fn new(primary: Sealer, others: Vec<Sealer>) -> Self {
+        Keyring { primary, others }
+    }
+
+    pub fn primary_id(&self) -> [u8; KEY_ID] {
+        self.primary.key_id
+    }
+
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.primary.seal(aad, plaintext)
+    }
+
+    fn wrapper(&self, sealed: &[u8]) -> Result<&Sealer, SealError> {
+        std::iter::once(&self.primary)
+            .chain(&self.others)
+            .find(|s| s.wrapped_by_me(sealed))
+            .ok_or(if sealed.len() < 3 + KEY_ID {
+                SealError::Malformed
+            } else {
+                SealError::OtherKey
+            })
+    }
+
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        self.wrapper(sealed)?.open(aad, sealed)
+    }
+
+    /// The value re-wrapped under the primary key, or `None` if it already is.
+    pub fn rewrap(&self, aad: &[u8], sealed: &[u8]) -> Result<Option<Vec<u8>>, SealError> {
+        if self.primary.wrapped_by_me(sealed) {
+            return Ok(None);
+        }
+        let old = self.wrapper(sealed)?;
+        self.primary.rewrap_from(old, aad, sealed).map(Some)
+    }
+}
+
 /// The associated data naming a key-value entry.
 pub fn kv_aad(bucket: &str, key: &str) -> Vec<u8> {
     let mut aad = b"kv\0".to_vec();
@@ -233,6 +280,19 @@ mod tests {
         assert_eq!(&new.open(b"r", &moved).unwrap()[..], b"data");
         assert!(old.open(b"r", &moved).is_err());
         assert!(new.rewrap_from(&old, b"other", &sealed).is_err());
+    }
+
+    #[test]
+    fn a_keyring_opens_old_values_and_moves_them_to_the_primary() {
+        let old = Sealer::new([1; 32]);
+        let sealed = old.seal(b"r", b"data");
+        let ring = Keyring::new(Sealer::new([2; 32]), vec![Sealer::new([1; 32])]);
+        assert_eq!(&ring.open(b"r", &sealed).unwrap()[..], b"data");
+        let moved = ring.rewrap(b"r", &sealed).unwrap().unwrap();
+        assert!(ring.rewrap(b"r", &moved).unwrap().is_none());
+        let new_only = Keyring::new(Sealer::new([2; 32]), vec![]);
+        assert_eq!(&new_only.open(b"r", &moved).unwrap()[..], b"data");
+        assert_eq!(new_only.open(b"r", &sealed), Err(SealError::OtherKey));
     }
 
     #[test]

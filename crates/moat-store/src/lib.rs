@@ -187,6 +187,16 @@ pub trait Store: Send + Sync + 'static {
     /// Stores content-addressed bytes. Idempotent; refuses bytes that do not hash to `digest`.
     async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()>;
 
+    // --- keys for values sealed at rest ---
+    /// Sets the keys values are sealed and opened with, and seals any secret an older
+    /// version stored in plaintext.
+    fn set_keys(&self, keys: crypto::Keyring) -> Result<()>;
+    /// Re-wraps up to `limit` sealed values of each kind that are not under the primary key
+    /// (one transaction); returns how many moved. Zero means every value is under it.
+    async fn rewrap_sealed(&self, limit: u32) -> Result<u64>;
+    /// Sets (`Some`) or removes (`None`) meta keys, all in one transaction.
+    async fn update_meta(&self, changes: Vec<(String, Option<String>)>) -> Result<()>;
+
     // --- key-value buckets (values sealed at rest) ---
     async fn create_bucket(&self, name: &str, quota: BucketQuota) -> Result<()>;
     /// Deletes a bucket and every entry in it.

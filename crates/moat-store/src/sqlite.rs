@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use moat_telemetry::audit::{AuditEvent, Chain, ChainedRecord, Outcome};
 
-use crate::crypto::{Sealer, kv_aad};
+use crate::crypto::{Keyring, Sealer, kv_aad};
 use crate::{
     AuditQuery, BucketQuota, BucketRecord, FunctionRecord, KV_PAGE, LogQuery, LogRecord,
     MAX_KV_KEY_BYTES, NewVersion, Result, SecretMeta, Store, StoreError, TokenRecord, UsageRecord,
@@ -162,7 +162,7 @@ pub const SCHEMA_VERSION: i64 = 7;
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// Seals key-value values; set by the node once its master key is known.
-    sealer: Arc<std::sync::RwLock<Option<Arc<Sealer>>>>,
+    sealer: Arc<std::sync::RwLock<Option<Arc<Keyring>>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -199,10 +199,13 @@ impl SqliteStore {
         })
     }
 
-    /// Sets the master key that seals values at rest, and seals any secret still stored in
-    /// plaintext by an older version (one transaction).
+    /// Sets the master key that seals values at rest (see [`Store::set_keys`]).
     pub fn set_sealer(&self, sealer: Sealer) -> Result<()> {
-        let sealer = Arc::new(sealer);
+        self.set_keys(Keyring::new(sealer, Vec::new()))
+    }
+
+    fn install_keys(&self, keys: Keyring) -> Result<()> {
+        let sealer = Arc::new(keys);
         {
             let mut guard = self
                 .conn
@@ -236,7 +239,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn sealer(&self) -> Result<Arc<Sealer>> {
+    fn sealer(&self) -> Result<Arc<Keyring>> {
         self.sealer
             .read()
             .ok()
@@ -346,6 +349,94 @@ fn route_owner(tx: &rusqlite::Transaction<'_>, route: &str, function: &str) -> R
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn set_keys(&self, keys: Keyring) -> Result<()> {
+        self.install_keys(keys)
+    }
+
+    async fn rewrap_sealed(&self, limit: u32) -> Result<u64> {
+        let keys = self.sealer()?;
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let id = keys.primary_id().to_vec();
+            let mut done = 0u64;
+            let kv: Vec<(String, String, Vec<u8>)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT bucket, key, sealed FROM kv_entries WHERE substr(sealed, 4, 8) != ?1 LIMIT ?2",
+                    )
+                    .map_err(backend)?;
+                stmt.query_map(params![id, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?
+            };
+            for (bucket, key, sealed) in kv {
+                if let Some(moved) = keys
+                    .rewrap(&kv_aad(&bucket, &key), &sealed)
+                    .map_err(|e| StoreError::Sealed(format!("`{bucket}`/`{key}`: {e}")))?
+                {
+                    tx.execute(
+                        "UPDATE kv_entries SET sealed = ?3 WHERE bucket = ?1 AND key = ?2",
+                        params![bucket, key, moved],
+                    )
+                    .map_err(backend)?;
+                    done += 1;
+                }
+            }
+            let secrets: Vec<(String, i64, Vec<u8>)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT name, version, sealed FROM secrets
+                         WHERE sealed IS NOT NULL AND substr(sealed, 4, 8) != ?1 LIMIT ?2",
+                    )
+                    .map_err(backend)?;
+                stmt.query_map(params![id, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?
+            };
+            for (name, version, sealed) in secrets {
+                if let Some(moved) = keys
+                    .rewrap(&secret_aad(&name, version), &sealed)
+                    .map_err(|e| StoreError::Sealed(format!("secret `{name}`: {e}")))?
+                {
+                    tx.execute(
+                        "UPDATE secrets SET sealed = ?2 WHERE name = ?1",
+                        params![name, moved],
+                    )
+                    .map_err(backend)?;
+                    done += 1;
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn update_meta(&self, changes: Vec<(String, Option<String>)>) -> Result<()> {
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            for (key, value) in changes {
+                match value {
+                    Some(v) => tx.execute(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        params![key, v],
+                    ),
+                    None => tx.execute("DELETE FROM meta WHERE key = ?1", params![key]),
+                }
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
     async fn create_bucket(&self, name: &str, quota: BucketQuota) -> Result<()> {
         let name = name.to_string();
         self.with(move |c| {
@@ -1266,7 +1357,7 @@ fn bucket_exists(c: &Connection, bucket: &str) -> Result<()> {
 /// Writes one entry inside the caller's transaction, enforcing the bucket's quota.
 fn put_entry(
     tx: &rusqlite::Transaction<'_>,
-    sealer: &Sealer,
+    sealer: &Keyring,
     bucket: &str,
     key: &str,
     value: &[u8],

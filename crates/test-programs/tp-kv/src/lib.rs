@@ -1,6 +1,6 @@
 //! Test program: uses `wasi:keyvalue` (0.2.0-draft; the WIT in `wit/` is the proposal as
 //! shipped with wasmtime-wasi-keyvalue). Query: `bucket=B&op=OP&key=K[&value=V][&n=N]`, where
-//! OP is `none` (touch nothing), `get`, `set`, `delete`, `exists`, `incr`, `list` or `fill` (sets N keys `k0..` to
+//! OP is `none` (touch nothing), `get`, `set`, `verify` (count `k0..` equal to V), `delete`, `exists`, `incr`, `list` or `fill` (sets N keys `k0..` to
 //! V). Answers one line: the result, or `open error E` / `OP error E`.
 
 use tp_common::{query_param, respond};
@@ -45,6 +45,23 @@ fn run(request: &IncomingRequest) -> String {
                 }
             }
             result
+        }
+        "verify" => {
+            // How many of `k0..k{n-1}` hold exactly `value`.
+            let n: usize = param("n").parse().unwrap_or(0);
+            let mut ok = 0;
+            let mut result = Ok(String::new());
+            for i in 0..n {
+                match b.get(&format!("k{i}")) {
+                    Ok(Some(v)) if v == value.as_bytes() => ok += 1,
+                    Ok(_) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            result.map(|_| format!("verified {ok}"))
         }
         other => return format!("unknown op {other}"),
     };
