@@ -171,7 +171,11 @@ impl Functions {
         }
     }
 
-    fn egress_policy(&self, spec: &FunctionSpec) -> Result<Option<Arc<EgressPolicy>>, DeployError> {
+    fn egress_policy(
+        &self,
+        spec: &FunctionSpec,
+        dlp: Option<&Arc<moat_gateway::dlp::RouteDlp>>,
+    ) -> Result<Option<Arc<EgressPolicy>>, DeployError> {
         // Even with no grants there is a policy: its refusals are recorded like any other.
         let grants = spec
             .permissions
@@ -201,6 +205,27 @@ impl Functions {
             observer: settings.observer,
             authorizer: Some(Arc::new(self.policies.clone())),
             usage: Some(self.usage.clone()),
+            dlp: dlp.map(|d| {
+                let (audit, metrics, function) = (
+                    Arc::clone(&self.audit),
+                    Arc::clone(&self.metrics),
+                    spec.name.clone(),
+                );
+                moat_runtime::egress::EgressDlp {
+                    scanner: Arc::clone(&d.scanner),
+                    mode: d.mode,
+                    report: Arc::new(move |channel, finding| {
+                        crate::logs::record_dlp_finding(
+                            &audit,
+                            &metrics,
+                            &function,
+                            channel.as_str(),
+                            finding.detector.as_str(),
+                            "-",
+                        );
+                    }),
+                }
+            }),
         })))
     }
 
@@ -366,7 +391,6 @@ impl Functions {
             .write()
             .set_grants(&spec.name, grants_of(&spec))
             .map_err(|e| DeployError::Manifest(e.to_string()))?;
-        let egress = self.egress_policy(&spec)?;
         // Secrets are judged now (grant and guardrails are fixed until the next change, which
         // rebuilds this route); a forbidden one is simply absent to the function.
         let mut secrets = Vec::new();
@@ -384,7 +408,10 @@ impl Functions {
                 );
             }
         }
+        // DLP looks for the values of exactly the secrets the function may read, in its
+        // responses, logs and outbound requests.
         let dlp = self.route_dlp(&spec, &secrets)?;
+        let egress = self.egress_policy(&spec, dlp.as_ref())?;
         // Always present, even with nothing granted: asking for a secret by name is then
         // recorded as a denial.
         let config: Option<Arc<dyn moat_runtime::ConfigSource>> = {

@@ -83,6 +83,37 @@ impl InvocationLog {
     }
 }
 
+/// A DLP finding: counted, logged (never the value) and recorded in the audit chain.
+pub fn record_dlp_finding(
+    audit: &crate::audit::Audit,
+    metrics: &Metrics,
+    function: &str,
+    channel: &'static str,
+    detector: &'static str,
+    request_id: &str,
+) {
+    metrics.dlp_finding(function, detector);
+    tracing::warn!(
+        function,
+        channel,
+        detector,
+        request_id,
+        "data-loss prevention finding"
+    );
+    audit.record(
+        moat_telemetry::audit::AuditEvent::new(
+            now_ms(),
+            moat_telemetry::audit::actor::function(function),
+            "dlp.finding",
+            format!("{channel}:{detector}"),
+            moat_telemetry::audit::Outcome::Detected,
+        )
+        .with_function(function)
+        .with_request_id(request_id)
+        .with_details(serde_json::json!({ "channel": channel, "detector": detector })),
+    );
+}
+
 impl Observer for InvocationLog {
     fn dlp_finding(
         &self,
@@ -91,25 +122,13 @@ impl Observer for InvocationLog {
         detector: &'static str,
         request_id: &str,
     ) {
-        self.metrics.dlp_finding(function, detector);
-        tracing::warn!(
+        record_dlp_finding(
+            &self.audit,
+            &self.metrics,
             function,
             channel,
             detector,
             request_id,
-            "data-loss prevention finding"
-        );
-        self.audit.record(
-            moat_telemetry::audit::AuditEvent::new(
-                now_ms(),
-                moat_telemetry::audit::actor::function(function),
-                "dlp.finding",
-                format!("{channel}:{detector}"),
-                moat_telemetry::audit::Outcome::Detected,
-            )
-            .with_function(function)
-            .with_request_id(request_id)
-            .with_details(serde_json::json!({ "channel": channel, "detector": detector })),
         );
     }
 

@@ -180,6 +180,146 @@ pub struct EgressPolicy {
     pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
     /// Told which grant each allowed request used (for `moat iam review`).
     pub usage: Option<Arc<dyn crate::config::UsageObserver>>,
+    /// Data-loss prevention on what the function sends out: URL, headers and body.
+    pub dlp: Option<EgressDlp>,
+}
+
+/// What a function's outbound requests are scanned for, and what a finding does: `block`
+/// refuses the request (a finding in the body aborts it before the matched bytes are sent),
+/// `redact` masks, `alert` passes. Findings go to `report` (channel and detector only).
+#[derive(Clone)]
+pub struct EgressDlp {
+    pub scanner: Arc<moat_dlp::Scanner>,
+    pub mode: moat_dlp::Mode,
+    pub report: Arc<dyn Fn(moat_dlp::Channel, &moat_dlp::Finding) + Send + Sync>,
+}
+
+impl EgressDlp {
+    /// Judges the URL and headers; in redact mode masks them in place.
+    fn head(&self, request: &mut http::Request<WasiBody>) -> Result<(), Denied> {
+        use moat_dlp::{Channel, Mode};
+        let url = request.uri().to_string();
+        let findings = self.scanner.scan(url.as_bytes());
+        for f in &findings {
+            (self.report)(Channel::EgressUrl, f);
+        }
+        if !findings.is_empty() {
+            match self.mode {
+                Mode::Block => {
+                    return Err(Denied(
+                        "data-loss prevention: the URL holds a finding".into(),
+                    ));
+                }
+                Mode::Redact => {
+                    let (masked, _) = self.scanner.redact(url.as_bytes());
+                    let masked = String::from_utf8_lossy(&masked).into_owned();
+                    *request.uri_mut() = masked.parse().map_err(|_| {
+                        Denied("data-loss prevention: the masked URL is invalid".into())
+                    })?;
+                }
+                Mode::Alert => {}
+            }
+        }
+        for value in request.headers_mut().values_mut() {
+            let findings = self.scanner.scan(value.as_bytes());
+            if findings.is_empty() {
+                continue;
+            }
+            for f in &findings {
+                (self.report)(Channel::EgressHeader, f);
+            }
+            match self.mode {
+                Mode::Block => {
+                    return Err(Denied(
+                        "data-loss prevention: a header holds a finding".into(),
+                    ));
+                }
+                Mode::Redact => {
+                    let (masked, _) = self.scanner.redact(value.as_bytes());
+                    *value = http::HeaderValue::from_bytes(&masked)
+                        .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+                }
+                Mode::Alert => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Wraps the request body so it streams through the scanner.
+    fn body(&self, body: WasiBody) -> WasiBody {
+        use http_body_util::BodyExt;
+        ScannedBody {
+            inner: body,
+            scan: self.scanner.stream(),
+            dlp: self.clone(),
+            done: false,
+        }
+        .boxed_unsync()
+    }
+}
+
+struct ScannedBody {
+    inner: WasiBody,
+    scan: moat_dlp::StreamScanner,
+    dlp: EgressDlp,
+    done: bool,
+}
+
+impl hyper::body::Body for ScannedBody {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Error>>> {
+        use moat_dlp::{Channel, Mode};
+        use std::task::Poll;
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let released = match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if self.dlp.mode == Mode::Alert => {
+                        for f in self.scan.feed(&data) {
+                            (self.dlp.report)(Channel::EgressBody, &f);
+                        }
+                        return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
+                    }
+                    Ok(data) => self.scan.feed_release(&data),
+                    Err(_) => continue, // trailers are not forwarded
+                },
+                Poll::Ready(None) => {
+                    self.done = true;
+                    if self.dlp.mode == Mode::Alert {
+                        for f in self.scan.finish() {
+                            (self.dlp.report)(Channel::EgressBody, &f);
+                        }
+                        return Poll::Ready(None);
+                    }
+                    self.scan.finish_release()
+                }
+            };
+            for f in &released.findings {
+                (self.dlp.report)(Channel::EgressBody, f);
+            }
+            if self.dlp.mode == Mode::Block && !released.findings.is_empty() {
+                self.done = true;
+                // The matched bytes were never released; the request is aborted.
+                return Poll::Ready(Some(Err(Error::HttpRequestDenied)));
+            }
+            if released.bytes.is_empty() {
+                if self.done {
+                    return Poll::Ready(None);
+                }
+                continue;
+            }
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(released.bytes.into()))));
+        }
+    }
 }
 
 /// Why a request was refused, for the function's log and the audit event. The guest sees
@@ -283,6 +423,14 @@ impl EgressPolicy {
                 return Err(Error::HttpRequestDenied);
             }
         };
+        if let Some(dlp) = &self.dlp {
+            if let Err(Denied(why)) = dlp.head(&mut request) {
+                self.observer.decided(&self.function, &target, false, &why);
+                return Err(Error::HttpRequestDenied);
+            }
+            let body = std::mem::take(request.body_mut());
+            *request.body_mut() = dlp.body(body);
+        }
         let Ok(_slot) =
             tokio::time::timeout(self.timeout, Arc::clone(&self.slots).acquire_owned()).await
         else {

@@ -127,3 +127,93 @@ fn base64_std(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// A loopback HTTP server that keeps every byte it receives and answers `ok`.
+fn recording_target() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(300)));
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                keep.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn a_secret_sent_out_to_an_allowed_host_is_refused_or_masked() {
+    let (port, seen) = recording_target();
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    node.set_secret("stripe-key", SECRET);
+    for (name, mode) in [("out-block", "block"), ("out-redact", "redact")] {
+        node.deploy(&manifest(
+            dir.path(),
+            name,
+            &wasm("tp_fetch"),
+            &format!("/{name}"),
+            &format!(
+                "[permissions]\noutbound_hosts = [\"http://127.0.0.1:{port}\"]\nsecrets = [\"stripe-key\"]\n[dlp]\nmode = \"{mode}\"\n"
+            ),
+        ));
+    }
+    let target = format!("http://127.0.0.1:{port}");
+    let b64 = base64_std(SECRET.as_bytes());
+    // Allowed host, clean request: fine.
+    assert_eq!(
+        node.get(&format!("/out-block?url={target}/clean")).body,
+        "status 200: ok"
+    );
+    // Block: in the URL, a header, or the body (split across two chunks, or base64) — the
+    // request is refused and the secret never reaches the host.
+    for query in [
+        format!("url={target}/?k={SECRET}"),
+        format!("header={SECRET}&url={target}/"),
+        format!("body=payload-{SECRET}-end&url={target}/"),
+        format!("body=x{b64}x&url={target}/"),
+    ] {
+        let r = node.get(&format!("/out-block?{query}")).body;
+        assert!(!r.starts_with("status 200"), "{query}: {r}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    {
+        let seen = seen.lock().unwrap();
+        assert!(!seen.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+        assert!(!seen.windows(b64.len()).any(|w| w == b64.as_bytes()));
+    }
+    // Redact: the request goes out with the secret masked.
+    let r = node
+        .get(&format!(
+            "/out-redact?body=payload-{SECRET}-end&url={target}/"
+        ))
+        .body;
+    assert_eq!(r, "status 200: ok");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let seen = seen.lock().unwrap().clone();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.contains("payload-*") && !text.contains(SECRET),
+        "{text}"
+    );
+    let found = node.audit_records(Some("out-block"), "dlp.finding", 4);
+    let targets: Vec<String> = found
+        .iter()
+        .map(|r| r["event"]["target"].to_string())
+        .collect();
+    for channel in ["egress-url", "egress-header", "egress-body"] {
+        assert!(targets.iter().any(|t| t.contains(channel)), "{targets:?}");
+    }
+}

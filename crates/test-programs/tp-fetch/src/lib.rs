@@ -1,7 +1,9 @@
 //! Test program: makes one outbound GET to `?url=...` (percent-encoding not needed; the rest
 //! of the query after `url=` is the URL) and answers `status N: BODY`, or `denied: CODE` when
 //! the host refuses it. With `follow=1` before `url=`, it follows one redirect itself, as a
-//! guest trying to reach a refused address through a redirect would.
+//! guest trying to reach a refused address through a redirect would. With `header=V` before
+//! `url=`, the request carries `x-data: V`; with `body=V`, it is a POST whose body is V,
+//! written in two chunks split in the middle (for data-loss prevention tests).
 
 use tp_common::respond;
 use wasi::exports::wasi::http::incoming_handler::Guest;
@@ -12,12 +14,31 @@ struct Fetch;
 
 /// One GET: `Ok((status, location, body))` or the error code's debug text.
 fn get(url: &str) -> Result<(u16, Option<String>, String), String> {
+    send(url, None, None)
+}
+
+fn send(
+    url: &str,
+    header: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, Option<String>, String), String> {
     let (scheme, rest) = url.split_once("://").ok_or("bad url")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let request = OutgoingRequest::new(Fields::new());
+    let fields = Fields::new();
+    if let Some(h) = header {
+        fields
+            .append("x-data", h.as_bytes())
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    let request = OutgoingRequest::new(fields);
+    if body.is_some() {
+        request
+            .set_method(&wasi::http::types::Method::Post)
+            .map_err(|()| "method")?;
+    }
     let scheme = if scheme == "https" {
         Scheme::Https
     } else {
@@ -30,7 +51,23 @@ fn get(url: &str) -> Result<(u16, Option<String>, String), String> {
     request
         .set_path_with_query(Some(path))
         .map_err(|()| "path")?;
+    let outgoing_body = match body {
+        Some(_) => Some(request.body().map_err(|()| "body")?),
+        None => None,
+    };
     let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    if let (Some(ob), Some(text)) = (outgoing_body, body) {
+        let (a, b) = text.as_bytes().split_at(text.len() / 2);
+        {
+            let stream = ob.write().map_err(|()| "write")?;
+            for part in [a, b] {
+                stream
+                    .blocking_write_and_flush(part)
+                    .map_err(|e| format!("{e:?}"))?;
+            }
+        }
+        wasi::http::types::OutgoingBody::finish(ob, None).map_err(|e| format!("{e:?}"))?;
+    }
     future.subscribe().block();
     let response = future
         .get()
@@ -63,7 +100,13 @@ impl Guest for Fetch {
         let Some((_, url)) = query.split_once("url=") else {
             return respond(response_out, 400, "text/plain", b"missing url=");
         };
-        let mut result = get(url);
+        let (before, _) = query.split_once("url=").unwrap_or_default();
+        let param = |name: &str| {
+            before
+                .split(['?', '&'])
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        let mut result = send(url, param("header"), param("body"));
         if follow && let Ok((300..=399, Some(location), _)) = &result {
             result = get(&location.clone());
         }
