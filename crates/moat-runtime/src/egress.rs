@@ -184,6 +184,9 @@ pub struct EgressPolicy {
     pub dlp: Option<EgressDlp>,
 }
 
+/// Told about each finding on a function's outbound requests.
+pub type FindingReport = Arc<dyn Fn(moat_dlp::Channel, &moat_dlp::Finding) + Send + Sync>;
+
 /// What a function's outbound requests are scanned for, and what a finding does: `block`
 /// refuses the request (a finding in the body aborts it before the matched bytes are sent),
 /// `redact` masks, `alert` passes. Findings go to `report` (channel and detector only).
@@ -191,7 +194,7 @@ pub struct EgressPolicy {
 pub struct EgressDlp {
     pub scanner: Arc<moat_dlp::Scanner>,
     pub mode: moat_dlp::Mode,
-    pub report: Arc<dyn Fn(moat_dlp::Channel, &moat_dlp::Finding) + Send + Sync>,
+    pub report: FindingReport,
 }
 
 impl EgressDlp {
@@ -546,6 +549,7 @@ mod tests {
             observer: Arc::new(NoObserver),
             authorizer: None,
             usage: None,
+            dlp: None,
         }
     }
 
