@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Admin, Http};
 use crate::{
-    AuditLogCommand, Cli, Command, FunctionsCommand, IamCommand, KvCommand, LogFormat,
-    MasterKeyCommand, Output, PolicyCommand, SecretsCommand, TokensCommand, UpArgs,
+    AlertsCommand, AuditLogCommand, Cli, Command, FunctionsCommand, IamCommand, KvCommand,
+    LogFormat, MasterKeyCommand, Output, PolicyCommand, SecretsCommand, TokensCommand, UpArgs,
 };
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { command } => policy(&admin, command, out).await,
         Command::Kv { command } => kv(&admin, command, out).await,
         Command::AuditLog { command } => audit_log(&admin, command, out).await,
+        Command::Alerts { command } => alerts(&admin, command, out).await,
         Command::MasterKey {
             command: MasterKeyCommand::Rotate,
         } => {
@@ -452,6 +453,51 @@ async fn kv(admin: &Admin, command: KvCommand, out: Output) -> anyhow::Result<()
                 .call(Method::DELETE, &format!("/v1/kv/{name}"), None)
                 .await?;
             print(out, &v, || format!("deleted bucket {name}"));
+        }
+    }
+    Ok(())
+}
+
+async fn alerts(admin: &Admin, command: AlertsCommand, out: Output) -> anyhow::Result<()> {
+    match command {
+        AlertsCommand::Add { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read `{}`", file.display()))?;
+            let v = admin
+                .call(
+                    Method::POST,
+                    "/v1/alerts",
+                    Some(("application/toml", Bytes::from(text))),
+                )
+                .await
+                .with_context(|| format!("`{}` was refused", file.display()))?;
+            print(out, &v, || format!("added alerts: {}", v["added"]));
+        }
+        AlertsCommand::List => {
+            let v = admin.call(Method::GET, "/v1/alerts", None).await?;
+            print(out, &v, || {
+                let rules = v["alerts"].as_array().cloned().unwrap_or_default();
+                if rules.is_empty() {
+                    return "no alert rules".to_string();
+                }
+                rules
+                    .iter()
+                    .map(|r| format!("{}: {}", r["name"].as_str().unwrap_or(""), r["when"]))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        AlertsCommand::Test { name } => {
+            let v = admin
+                .call(Method::POST, &format!("/v1/alerts/{name}/test"), None)
+                .await?;
+            print(out, &v, || format!("sent a test firing of {name}"));
+        }
+        AlertsCommand::Delete { name } => {
+            let v = admin
+                .call(Method::DELETE, &format!("/v1/alerts/{name}"), None)
+                .await?;
+            print(out, &v, || format!("deleted alert {name}"));
         }
     }
     Ok(())

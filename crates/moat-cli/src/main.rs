@@ -115,6 +115,12 @@ enum Command {
         #[command(subcommand)]
         command: MasterKeyCommand,
     },
+    /// Alert rules over audit events: thresholds in a window, sent to a signed webhook or
+    /// the log, with deduplication and a quiet period.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// The tamper-evident audit log.
     #[command(name = "audit-log")]
     AuditLog {
@@ -249,6 +255,18 @@ pub enum KvCommand {
     /// List buckets with their use and quotas.
     List,
     /// Delete a bucket and everything in it.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum AlertsCommand {
+    /// Add (or replace by name) the rules of a TOML file of `[[alert]]` tables.
+    Add { file: PathBuf },
+    /// List the rules.
+    List,
+    /// Send a made-up firing of a rule to its sinks.
+    Test { name: String },
+    /// Delete a rule.
     Delete { name: String },
 }
 

@@ -579,6 +579,74 @@ async fn route(
                 json!({ "rewrapped": done.rewrapped, "key_id": done.key_id }),
             ))
         }
+        (&Method::POST, ["v1", "alerts"]) => {
+            need(node, caller, Action::AlertsManage)?;
+            let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
+            let text = String::from_utf8(body.to_vec()).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_alert",
+                    "the rules file is not UTF-8",
+                )
+            })?;
+            let rules = crate::alerts::parse_rules(&text, &node.vault)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_alert", e))?;
+            let mut all = crate::alerts::load_rules(&*node.store)
+                .await
+                .map_err(internal)?;
+            all.retain(|r| !rules.iter().any(|n| n.name == r.name));
+            all.extend(rules.iter().cloned());
+            // Judged together before anything is stored: a bad combination changes nothing.
+            moat_telemetry::alerts::AlertEngine::new(all.clone()).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_alert", e.to_string())
+            })?;
+            let rows = rules
+                .iter()
+                .map(|r| Ok((r.name.clone(), serde_json::to_string(r)?)))
+                .collect::<Result<Vec<_>, serde_json::Error>>()
+                .map_err(internal)?;
+            node.store
+                .put_alert_rules(rows)
+                .await
+                .map_err(store_error)?;
+            node.alerts.set_rules(all).map_err(internal)?;
+            let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+            Ok((StatusCode::CREATED, json!({ "added": names })))
+        }
+        (&Method::GET, ["v1", "alerts"]) => {
+            need(node, caller, Action::AuditRead)?;
+            let rules = crate::alerts::load_rules(&*node.store)
+                .await
+                .map_err(internal)?;
+            Ok((StatusCode::OK, json!({ "alerts": rules })))
+        }
+        (&Method::DELETE, ["v1", "alerts", name]) => {
+            need(node, caller, Action::AlertsManage)?;
+            if !node
+                .store
+                .delete_alert_rule(name)
+                .await
+                .map_err(store_error)?
+            {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("alert `{name}` not found"),
+                ));
+            }
+            let all = crate::alerts::load_rules(&*node.store)
+                .await
+                .map_err(internal)?;
+            node.alerts.set_rules(all).map_err(internal)?;
+            Ok((StatusCode::OK, json!({ "deleted": name })))
+        }
+        (&Method::POST, ["v1", "alerts", name, "test"]) => {
+            need(node, caller, Action::AlertsManage)?;
+            node.alerts
+                .test(name)
+                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
+            Ok((StatusCode::OK, json!({ "sent": name })))
+        }
         (&Method::GET, ["v1", "kv"]) => {
             need(node, caller, Action::KvManage)?;
             let buckets = node.store.list_buckets().await.map_err(store_error)?;

@@ -34,6 +34,8 @@ pub struct Audit {
     pub write_failures: Arc<AtomicU64>,
     key: Arc<CheckpointKey>,
     store: Arc<dyn Store>,
+    /// Judges each event as it is recorded (set once the rules are loaded).
+    alerts: std::sync::OnceLock<Arc<crate::alerts::Alerts>>,
 }
 
 impl Audit {
@@ -58,6 +60,7 @@ impl Audit {
             write_failures: Arc::default(),
             key: Arc::clone(&key),
             store: Arc::clone(&store),
+            alerts: std::sync::OnceLock::new(),
         });
         tokio::spawn(writer(
             rx,
@@ -70,8 +73,16 @@ impl Audit {
         Ok(audit)
     }
 
+    /// Starts judging events against alert rules.
+    pub fn set_alerts(&self, alerts: Arc<crate::alerts::Alerts>) {
+        let _ = self.alerts.set(alerts);
+    }
+
     /// Queues an event; never blocks.
     pub fn record(&self, event: AuditEvent) {
+        if let Some(alerts) = self.alerts.get() {
+            alerts.observe(&event);
+        }
         if let Err(e) = self.tx.try_send(event) {
             self.overflow.fetch_add(1, Ordering::Relaxed);
             let event = match e {

@@ -6,6 +6,7 @@
 //! never recompiling what is already compiled), then serve until SIGINT/SIGTERM and drain.
 
 mod admin;
+mod alerts;
 mod audit;
 mod datadir;
 pub mod defaults;
@@ -13,6 +14,7 @@ mod functions;
 mod kv;
 mod logs;
 mod metrics;
+mod outbound;
 mod policy;
 mod rotate;
 mod secrets;
@@ -81,6 +83,7 @@ pub struct Node {
     functions: functions::Functions,
     metrics: Arc<metrics::Metrics>,
     audit: Arc<audit::Audit>,
+    alerts: Arc<alerts::Alerts>,
     keys: rotate::KeyState,
     ready: AtomicBool,
 }
@@ -192,6 +195,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     usage.start_flushing(Arc::clone(&store));
     let vault = Arc::new(secrets::Vault::default());
     vault.reload(&store).await?;
+    let alerts = alerts::Alerts::new(alerts::load_rules(&*store).await?, Arc::clone(&vault))?;
+    audit.set_alerts(Arc::clone(&alerts));
     let functions = functions::Functions::new(
         Arc::clone(&store),
         runtime,
@@ -231,6 +236,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         functions,
         metrics,
         audit,
+        alerts,
         keys: rotate::KeyState::new(dir.clone(), from_file.then(|| key_file.clone()), data_key),
         ready: AtomicBool::new(false),
     });

@@ -38,6 +38,7 @@ pub enum Action {
     KvManage,
     AuditRead,
     KeysManage,
+    AlertsManage,
 }
 
 impl Action {
@@ -56,6 +57,7 @@ impl Action {
             Action::KvManage => "kv:manage",
             Action::AuditRead => "audit:read",
             Action::KeysManage => "keys:manage",
+            Action::AlertsManage => "alerts:manage",
         }
     }
 }

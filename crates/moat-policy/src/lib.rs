@@ -38,7 +38,7 @@ action "config:read" appliesTo { principal: [Function], resource: [Function] };
 action "kv:read", "kv:write" appliesTo { principal: [Function], resource: [Bucket] };
 action "function:invoke" appliesTo { principal: [Token], resource: [Function] };
 action "function:read", "function:deploy", "function:rollback", "function:delete",
-       "logs:read", "tokens:manage", "secrets:manage", "policy:manage", "kv:manage", "keys:manage",
+       "logs:read", "tokens:manage", "secrets:manage", "policy:manage", "kv:manage", "keys:manage", "alerts:manage",
        "audit:read", "iam:review"
     appliesTo { principal: [Token], resource: [Node] };
 "#;

@@ -197,6 +197,12 @@ pub trait Store: Send + Sync + 'static {
     /// Sets (`Some`) or removes (`None`) meta keys, all in one transaction.
     async fn update_meta(&self, changes: Vec<(String, Option<String>)>) -> Result<()>;
 
+    // --- alert rules (JSON, as `moat-telemetry` reads them) ---
+    /// Adds or replaces rules, all in one transaction.
+    async fn put_alert_rules(&self, rules: Vec<(String, String)>) -> Result<()>;
+    async fn delete_alert_rule(&self, name: &str) -> Result<bool>;
+    async fn alert_rules(&self) -> Result<Vec<(String, String)>>;
+
     // --- key-value buckets (values sealed at rest) ---
     async fn create_bucket(&self, name: &str, quota: BucketQuota) -> Result<()>;
     /// Deletes a bucket and every entry in it.

@@ -152,10 +152,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE secrets ADD COLUMN sealed BLOB;
     "#,
     ),
+    (
+        8,
+        r#"
+    CREATE TABLE alert_rules (
+        name TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// A [`Store`] on an embedded SQLite database.
 #[derive(Clone)]
@@ -412,6 +422,47 @@ impl Store for SqliteStore {
             }
             tx.commit().map_err(backend)?;
             Ok(done)
+        })
+        .await
+    }
+
+    async fn put_alert_rules(&self, rules: Vec<(String, String)>) -> Result<()> {
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            for (name, rule) in rules {
+                tx.execute(
+                    "INSERT INTO alert_rules (name, rule, created_at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET rule = excluded.rule",
+                    params![name, rule, now_ms()],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_alert_rule(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM alert_rules WHERE name = ?1", params![name])
+                .map(|n| n > 0)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn alert_rules(&self) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT name, rule FROM alert_rules ORDER BY name")
+                .map_err(backend)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)
         })
         .await
     }

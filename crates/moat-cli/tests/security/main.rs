@@ -5,8 +5,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alerts;
 mod audit;
 mod auth;
+mod canary;
 mod config;
 mod dlp;
 mod egress;

@@ -249,7 +249,8 @@ pub enum Sink {
 }
 
 /// A glob over event actions: `*` matches any run of characters (dots included), every
-/// other character matches itself. Letters, digits, `.`, `_`, `-` and `*` only.
+/// other character matches itself. Letters, digits, `.`, `_`, `-`, `:` (Cedar action names,
+/// as in `kv:read.denied`) and `*` only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Pattern(String);
@@ -267,10 +268,10 @@ impl Pattern {
         }
         if let Some(c) = text
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*')))
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '*')))
         {
             return Err(format!(
-                "action pattern `{text}` has `{c}`: only letters, digits, `.`, `_`, `-` and `*` are allowed"
+                "action pattern `{text}` has `{c}`: only letters, digits, `.`, `_`, `-`, `:` and `*` are allowed"
             ));
         }
         Ok(Pattern(text.to_owned()))
