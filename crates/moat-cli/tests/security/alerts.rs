@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::common::{Node, manifest, wasm};
 
+/// Each delivery: its `x-moat-signature` header and its body.
+type Deliveries = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A loopback webhook receiver: keeps each request's signature header and body.
-fn receiver() -> (u16, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+fn receiver() -> (u16, Deliveries) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -19,8 +22,7 @@ fn receiver() -> (u16, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
             let mut data = Vec::new();
             let mut buf = [0u8; 4096];
             // Read the head, then as much body as content-length says.
-            loop {
-                let Ok(n) = s.read(&mut buf) else { break };
+            while let Ok(n) = s.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
