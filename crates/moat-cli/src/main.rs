@@ -370,12 +370,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// mimalloc: parsing a request body into JSON for schema validation is allocation-bound,
-/// and took half the time with it (`moat-input`'s `validate_bench`: 64 KiB parse 1067 →
-/// 528 µs).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Compile {

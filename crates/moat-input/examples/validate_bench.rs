@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 
 use moat_input::validate::Schema;
 
-/// The allocator the `moat` binary uses (see its `main.rs`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
