@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kv { command } => kv(&admin, command, out).await,
         Command::AuditLog { command } => audit_log(&admin, command, out).await,
         Command::Alerts { command } => alerts(&admin, command, out).await,
+        Command::Supply(command) => crate::supply::run(command, out),
         Command::MasterKey {
             command: MasterKeyCommand::Rotate,
         } => {

@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod supply;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -145,6 +146,8 @@ enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    #[command(flatten)]
+    Supply(supply::SupplyCommand),
     /// Internal: compile a component from stdin under resource limits (used by the node).
     #[command(name = "__compile", hide = true)]
     Compile {

@@ -60,6 +60,10 @@ pub struct FunctionSection {
     pub route: String,
     #[serde(default)]
     pub auth: Auth,
+    /// A CycloneDX or SPDX JSON SBOM of the component, relative to the manifest (read by
+    /// `moat scan`; the component's own `cargo auditable` data takes precedence).
+    #[serde(default)]
+    pub sbom: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
