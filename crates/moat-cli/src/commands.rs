@@ -738,7 +738,10 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
         SecretsCommand::List => {
             let v = admin.call(Method::GET, "/v1/secrets", None).await?;
             print(out, &v, || {
-                let mut s = format!("{:<32} {:>7}  {}", "NAME", "VERSION", "READERS");
+                let mut s = format!(
+                    "{:<32} {:>7}  {:<24}  {}",
+                    "NAME", "VERSION", "LAST READ", "READERS"
+                );
                 for m in v["secrets"].as_array().into_iter().flatten() {
                     let readers: Vec<&str> = m["readers"]
                         .as_array()
@@ -746,10 +749,20 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
                         .flatten()
                         .filter_map(|r| r.as_str())
                         .collect();
+                    let last_read = m["last_read_ms"]
+                        .as_u64()
+                        .map(|ms| {
+                            humantime::format_rfc3339_seconds(
+                                std::time::UNIX_EPOCH + Duration::from_millis(ms),
+                            )
+                            .to_string()
+                        })
+                        .unwrap_or_else(|| "never".into());
                     s.push_str(&format!(
-                        "\n{:<32} {:>7}  {}",
+                        "\n{:<32} {:>7}  {:<24}  {}",
                         m["name"].as_str().unwrap_or(""),
                         m["version"],
+                        last_read,
                         readers.join(", ")
                     ));
                 }

@@ -491,6 +491,9 @@ async fn route(
                     Some((v.function.clone(), spec.permissions.secrets))
                 })
                 .collect();
+            // Reads by functions, as the config capability recorded them.
+            node.usage.flush(&node.store).await.map_err(internal)?;
+            let reads = node.store.usage(None, 0).await.map_err(store_error)?;
             let list: Vec<Value> = metas
                 .iter()
                 .map(|m| {
@@ -499,7 +502,15 @@ async fn route(
                         .filter(|(_, s)| s.contains(&m.name))
                         .map(|(f, _)| f.as_str())
                         .collect();
-                    json!({ "name": m.name, "version": m.version, "updated_at_ms": m.updated_at_ms, "readers": readers })
+                    let last_read_ms = reads
+                        .iter()
+                        .filter(|u| u.action == "secret:read" && u.resource == m.name)
+                        .map(|u| u.last_seen_ms)
+                        .max();
+                    json!({
+                        "name": m.name, "version": m.version, "updated_at_ms": m.updated_at_ms,
+                        "readers": readers, "last_read_ms": last_read_ms,
+                    })
                 })
                 .collect();
             Ok((StatusCode::OK, json!({ "secrets": list })))

@@ -76,6 +76,14 @@ fn functions_see_only_their_config_and_granted_secrets() {
         .unwrap();
     assert_eq!(stripe["version"], 2);
     assert_eq!(stripe["readers"], serde_json::json!(["orders"]));
+    assert!(stripe["last_read_ms"].as_i64().unwrap() > 0, "{stripe}");
+    let root = v["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "root-password")
+        .unwrap();
+    assert!(root["last_read_ms"].is_null(), "{root}");
     for value in ["sk_live", "hunter2"] {
         assert!(!list.contains(value), "{list}");
     }
