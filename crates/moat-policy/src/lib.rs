@@ -16,6 +16,8 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Mutex;
 
+pub mod native;
+
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
     EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Request, RestrictedExpression,
@@ -97,6 +99,11 @@ pub struct PolicyEngine {
     /// Per function action, the guardrails that can apply to it, folded into one forbid (see
     /// [`fold_forbids`]), or as they are if folding failed.
     guardrails_by_action: HashMap<&'static str, Vec<Policy>>,
+    /// Per function action whose every guardrail compiled to a [`native::Guard`]: those
+    /// guards, judged before Cedar (which then sees only the function's permits).
+    native: HashMap<&'static str, Vec<native::Guard>>,
+    /// Whether to judge guardrails natively where they compile (off: Cedar judges all).
+    native_guardrails: bool,
     grants: HashMap<String, FunctionGrants>,
     /// Per function, per action: only the policies whose scope can match that function and
     /// action. Cedar evaluates every policy in the set it is given, so judging a request
@@ -104,6 +111,9 @@ pub struct PolicyEngine {
     /// cheap with many guardrails (the result is the same: a policy whose scope cannot
     /// match never applies).
     function_sets: HashMap<String, ActionSets>,
+    /// Per function, per action: its permits as native guards, when they all compile and
+    /// the action's guardrails do too. Then the whole decision is native (see [`native`]).
+    native_permits: HashMap<String, HashMap<&'static str, Vec<native::Guard>>>,
     token_set: PolicySet,
     empty: PolicySet,
     authorizer: Authorizer,
@@ -139,8 +149,11 @@ impl PolicyEngine {
             guardrails: Vec::new(),
             guardrail_set: PolicySet::new(),
             guardrails_by_action: HashMap::new(),
+            native: HashMap::new(),
+            native_guardrails: true,
             grants: HashMap::new(),
             function_sets: HashMap::new(),
+            native_permits: HashMap::new(),
             token_set: PolicySet::new(),
             empty: PolicySet::new(),
             authorizer: Authorizer::new(),
@@ -207,6 +220,8 @@ impl PolicyEngine {
         self.forget_decisions();
         self.grants.insert(function.to_string(), grants);
         let sets = self.function_action_sets(function)?;
+        self.native_permits
+            .insert(function.to_string(), self.native_permits_of(&sets));
         self.function_sets.insert(function.to_string(), sets);
         Ok(())
     }
@@ -220,6 +235,7 @@ impl PolicyEngine {
         self.forget_decisions();
         self.grants.remove(function);
         self.function_sets.remove(function);
+        self.native_permits.remove(function);
     }
 
     fn compile_guardrails(&self) -> Result<PolicySet, PolicyError> {
@@ -300,8 +316,10 @@ impl PolicyEngine {
                     set.add(p.clone()).map_err(invalid)?;
                 }
             }
-            for p in self.guardrails_by_action.get(action).into_iter().flatten() {
-                set.add(p.clone()).map_err(invalid)?;
+            if !self.native.contains_key(action) {
+                for p in self.guardrails_by_action.get(action).into_iter().flatten() {
+                    set.add(p.clone()).map_err(invalid)?;
+                }
             }
             sets.insert(action, set);
         }
@@ -336,9 +354,107 @@ impl PolicyEngine {
         Ok(by_action)
     }
 
+    /// For each function action, its guardrails as native guards, if every one compiles.
+    fn native_guards(&self) -> Result<HashMap<&'static str, Vec<native::Guard>>, PolicyError> {
+        let mut out = HashMap::new();
+        if !self.native_guardrails {
+            return Ok(out);
+        }
+        for action in FUNCTION_ACTIONS {
+            let action_uid = action_uid(action)?;
+            let guards: Option<Vec<native::Guard>> = self
+                .guardrail_set
+                .policies()
+                .filter(|p| match p.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => a == action_uid,
+                    ActionConstraint::In(list) => list.contains(&action_uid),
+                })
+                .map(native::compile)
+                .collect();
+            if let Some(guards) = guards {
+                out.insert(action, guards);
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each action whose guardrails are native, the function's permits in that action's
+    /// set as native guards, if they all compile (the set then holds only permits).
+    fn native_permits_of(&self, sets: &ActionSets) -> HashMap<&'static str, Vec<native::Guard>> {
+        let mut out = HashMap::new();
+        for (action, set) in sets {
+            if !self.native.contains_key(action) {
+                continue;
+            }
+            let permits: Option<Vec<native::Guard>> = set
+                .policies()
+                .map(|p| {
+                    (p.effect() == cedar_policy::Effect::Permit).then(|| native::compile(p))?
+                })
+                .collect();
+            if let Some(permits) = permits {
+                out.insert(*action, permits);
+            }
+        }
+        out
+    }
+
+    /// The whole decision, natively, when the function's permits and the action's
+    /// guardrails all compiled; `None` sends it to Cedar.
+    fn native_decision(
+        &self,
+        function: &str,
+        action: &str,
+        principal: &EntityUid,
+        resource: &EntityUid,
+        attrs: &[(&str, native::Val)],
+    ) -> Option<bool> {
+        let permits = self.native_permits.get(function)?.get(action)?;
+        let forbids = self.native.get(action)?;
+        Some(native::allowed(
+            permits,
+            forbids,
+            &native::Facts {
+                principal,
+                resource,
+                attrs,
+            },
+        ))
+    }
+
+    /// Judge guardrails natively where they compile (the default), or all with Cedar.
+    pub fn set_native_guardrails(&mut self, on: bool) -> Result<(), PolicyError> {
+        self.native_guardrails = on;
+        self.forget_decisions();
+        self.recompile()
+    }
+
+    /// Whether the native guards of `action` forbid this request (`false` when the action's
+    /// guardrails are judged by Cedar instead).
+    fn natively_forbidden(
+        &self,
+        action: &str,
+        principal: &EntityUid,
+        resource: &EntityUid,
+        attrs: &[(&str, native::Val)],
+    ) -> bool {
+        self.native.get(action).is_some_and(|guards| {
+            native::forbidden(
+                guards,
+                &native::Facts {
+                    principal,
+                    resource,
+                    attrs,
+                },
+            )
+        })
+    }
+
     fn recompile(&mut self) -> Result<(), PolicyError> {
         self.guardrail_set = self.compile_guardrails()?;
         self.guardrails_by_action = self.guardrails_by_action()?;
+        self.native = self.native_guards()?;
         let mut token_set = self.guardrail_set.clone();
         let roles = PolicySet::from_str(ROLE_POLICIES).map_err(|e| invalid(format!("{e:?}")))?;
         for (i, p) in roles.policies().enumerate() {
@@ -348,9 +464,13 @@ impl PolicyEngine {
         }
         self.validate(&token_set)?;
         let mut function_sets = HashMap::new();
+        let mut native_permits = HashMap::new();
         for f in self.grants.keys() {
-            function_sets.insert(f.clone(), self.function_action_sets(f)?);
+            let sets = self.function_action_sets(f)?;
+            native_permits.insert(f.clone(), self.native_permits_of(&sets));
+            function_sets.insert(f.clone(), sets);
         }
+        self.native_permits = native_permits;
         self.token_set = token_set;
         self.function_sets = function_sets;
         Ok(())
@@ -444,6 +564,19 @@ impl PolicyEngine {
         ) else {
             return false;
         };
+        let facts = [
+            (
+                "scheme",
+                native::Val::Str(if host.https { "https" } else { "http" }.into()),
+            ),
+            ("name", native::Val::Str(host.name.to_string())),
+            ("port", native::Val::Long(i64::from(host.port))),
+        ];
+        if let Some(d) =
+            self.native_decision(function, "http:request", &principal, &resource, &facts)
+        {
+            return d;
+        }
         let attrs = HashMap::from([
             (
                 "scheme".to_string(),
@@ -461,6 +594,9 @@ impl PolicyEngine {
         let Ok(entity) = Entity::new(resource.clone(), attrs, HashSet::new()) else {
             return false;
         };
+        if self.natively_forbidden("http:request", &principal, &resource, &facts) {
+            return false;
+        }
         self.decide(
             self.function_policies(function, "http:request"),
             principal,
@@ -476,6 +612,12 @@ impl PolicyEngine {
         else {
             return false;
         };
+        let facts = [("name", native::Val::Str(secret.to_string()))];
+        if let Some(d) =
+            self.native_decision(function, "secret:read", &principal, &resource, &facts)
+        {
+            return d;
+        }
         let attrs = HashMap::from([(
             "name".to_string(),
             RestrictedExpression::new_string(secret.to_string()),
@@ -483,6 +625,9 @@ impl PolicyEngine {
         let Ok(entity) = Entity::new(resource.clone(), attrs, HashSet::new()) else {
             return false;
         };
+        if self.natively_forbidden("secret:read", &principal, &resource, &facts) {
+            return false;
+        }
         self.decide(
             self.function_policies(function, "secret:read"),
             principal,
@@ -505,6 +650,10 @@ impl PolicyEngine {
             else {
                 return false;
             };
+            let facts = [("name", native::Val::Str(bucket.to_string()))];
+            if let Some(d) = self.native_decision(function, action, &principal, &resource, &facts) {
+                return d;
+            }
             let attrs = HashMap::from([(
                 "name".to_string(),
                 RestrictedExpression::new_string(bucket.to_string()),
@@ -512,6 +661,9 @@ impl PolicyEngine {
             let Ok(entity) = Entity::new(resource.clone(), attrs, HashSet::new()) else {
                 return false;
             };
+            if self.natively_forbidden(action, &principal, &resource, &facts) {
+                return false;
+            }
             self.decide(
                 self.function_policies(function, action),
                 principal,
@@ -893,5 +1045,162 @@ mod kv_only_tests {
         .unwrap();
         assert!(e.may_use_bucket("shop", "orders", false));
         assert!(e.may_use_bucket("shop", "orders", true));
+    }
+}
+
+#[cfg(test)]
+mod differential_tests {
+    //! Native guardrail judging against Cedar's, over generated guardrails and requests.
+    use super::*;
+
+    const RAILS: &[&str] = &[
+        r#"forbid(principal, action == Action::"http:request", resource) when { resource.name like "*.blocked.example" };"#,
+        r#"forbid(principal, action == Action::"http:request", resource) when { resource.name like "api*" };"#,
+        r#"forbid(principal, action == Action::"http:request", resource) when { resource.name like "*a*b*" };"#,
+        r#"forbid(principal, action == Action::"http:request", resource) when { resource.scheme == "http" };"#,
+        r#"forbid(principal, action == Action::"http:request", resource) when { resource.port != 443 };"#,
+        r#"forbid(principal, action == Action::"http:request", resource) when { resource.port == 8080 && resource.name like "*.internal" };"#,
+        r#"forbid(principal, action == Action::"http:request", resource) when { resource.name == "a.example" || resource.scheme == "http" };"#,
+        r#"forbid(principal, action == Action::"http:request", resource) unless { resource.name like "*.ok.example" };"#,
+        r#"forbid(principal, action == Action::"http:request", resource) when { !(resource.port == 443) };"#,
+        r#"forbid(principal == Function::"f1", action, resource);"#,
+        r#"forbid(principal in Function::"f2", action == Action::"http:request", resource) when { resource.name like "*.example" };"#,
+        r#"forbid(principal is Function in Function::"f3", action, resource);"#,
+        r#"forbid(principal is Function, action == Action::"kv:write", resource);"#,
+        r#"forbid(principal, action in [Action::"kv:read", Action::"secret:read"], resource) when { resource.name like "root-*" };"#,
+        r#"forbid(principal, action == Action::"secret:read", resource == Secret::"s1");"#,
+        r#"forbid(principal, action, resource is Secret) when { resource.name == "s2" };"#,
+        r#"forbid(principal, action == Action::"http:request", resource in Host::"https://x.example:443");"#,
+        r#"forbid(principal, action == Action::"http:request", resource) when { principal == Function::"f4" && resource.port == 443 };"#,
+        // Outside the native subset: the action falls back to Cedar.
+        r#"forbid(principal, action == Action::"http:request", resource) when { resource.port > 8000 };"#,
+        r#"forbid(principal, action == Action::"kv:read", resource) when { resource.name like "a\*b" };"#,
+    ];
+
+    const HOSTS: &[(bool, &str, u16)] = &[
+        (true, "api.example.com", 443),
+        (true, "x.blocked.example", 443),
+        (false, "a.example", 80),
+        (true, "a.example", 443),
+        (true, "svc.internal", 8080),
+        (true, "good.ok.example", 443),
+        (true, "ab.example", 8443),
+        (true, "x.example", 443),
+        (false, "apiary.test", 9000),
+        (true, "zzz", 443),
+    ];
+    const NAMES: &[&str] = &["s1", "s2", "root-db", "app", "a*b", "axb"];
+
+    fn engine(rails: &[&str], native: bool) -> PolicyEngine {
+        let mut e = PolicyEngine::new().unwrap();
+        e.cache = false;
+        let text = rails.join("\n");
+        e.set_guardrails(vec![("g".into(), text)]).unwrap();
+        e.set_native_guardrails(native).unwrap();
+        for f in 0..5 {
+            e.set_grants(
+                &format!("f{f}"),
+                FunctionGrants {
+                    hosts: HOSTS
+                        .iter()
+                        .map(|(h, n, p)| (*h, n.to_string(), *p))
+                        .chain([(true, "*.example".to_string(), 8443)])
+                        .filter(|(_, n, _)| f != 0 || n != "zzz")
+                        .collect(),
+                    secrets: NAMES.iter().map(|s| s.to_string()).collect(),
+                    buckets: NAMES.iter().map(|s| s.to_string()).collect(),
+                },
+            )
+            .unwrap();
+        }
+        e
+    }
+
+    #[test]
+    fn native_guardrails_decide_exactly_as_cedar() {
+        let mut seed = 0x5eed_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut decisions = 0;
+        let mut native_actions = 0;
+        for case in 0..120 {
+            let k = 1 + (next() % 5) as usize;
+            let rails: Vec<&str> = (0..k)
+                .map(|_| RAILS[(next() % RAILS.len() as u64) as usize])
+                .collect();
+            let (a, b) = (engine(&rails, true), engine(&rails, false));
+            native_actions += a.native.len();
+            assert!(b.native_permits.values().all(|m| m.is_empty()));
+            native_actions += a.native_permits.values().map(|m| m.len()).sum::<usize>();
+            assert!(b.native.is_empty());
+            for f in 0..5 {
+                let f = format!("f{f}");
+                for (https, name, port) in HOSTS {
+                    let h = HostRequest {
+                        https: *https,
+                        name,
+                        port: *port,
+                    };
+                    assert_eq!(
+                        a.may_request(&f, &h),
+                        b.may_request(&f, &h),
+                        "case {case} {rails:?} {f} {name}"
+                    );
+                    decisions += 1;
+                }
+                for n in NAMES {
+                    assert_eq!(
+                        a.may_read_secret(&f, n),
+                        b.may_read_secret(&f, n),
+                        "case {case} {rails:?} {f} {n}"
+                    );
+                    for w in [false, true] {
+                        assert_eq!(
+                            a.may_use_bucket(&f, n, w),
+                            b.may_use_bucket(&f, n, w),
+                            "case {case} {rails:?} {f} {n} {w}"
+                        );
+                    }
+                    decisions += 3;
+                }
+            }
+        }
+        // The generated guardrails exercised both paths.
+        assert!(native_actions > 200, "{native_actions}");
+        assert!(decisions > 10_000);
+    }
+
+    #[test]
+    fn like_matches_cedar_globs() {
+        use native::Pat::{Any, Lit};
+        let cases: &[(&str, &[native::Pat], bool)] = &[
+            ("a.example", &[Any, Lit(".example".into())], true),
+            ("example", &[Any, Lit(".example".into())], false),
+            (
+                "aXbYb",
+                &[Any, Lit("a".into()), Any, Lit("b".into()), Any],
+                true,
+            ),
+            ("", &[Any], true),
+            ("abc", &[Lit("abc".into())], true),
+            ("abcd", &[Lit("abc".into())], false),
+        ];
+        for (text, pattern, want) in cases {
+            let g = native::Guard::Like(
+                native::Operand::Lit(native::Val::Str(text.to_string())),
+                native::compile_pattern(pattern),
+            );
+            let p = uid("Function", "f").unwrap();
+            let facts = native::Facts {
+                principal: &p,
+                resource: &p,
+                attrs: &[],
+            };
+            assert_eq!(native::forbidden(&[g], &facts), *want, "{text}");
+        }
     }
 }

@@ -1,0 +1,150 @@
+//! The SQLite schema, as numbered migrations applied in order at open.
+
+/// Versioned migrations. Never edit a released one; append a new one.
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
+    CREATE TABLE blobs (
+        digest TEXT PRIMARY KEY,
+        bytes BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE functions (
+        name TEXT PRIMARY KEY,
+        route TEXT NOT NULL UNIQUE,
+        active_version INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE versions (
+        function TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        route TEXT NOT NULL,
+        component_digest TEXT NOT NULL REFERENCES blobs(digest),
+        spec_json TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, version)
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE function_logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        function TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX function_logs_by_function ON function_logs (function, id);
+    "#,
+    ),
+    (
+        2,
+        r#"
+    ALTER TABLE tokens ADD COLUMN function TEXT;
+    "#,
+    ),
+    (
+        3,
+        r#"
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    "#,
+    ),
+    (
+        4,
+        r#"
+    CREATE TABLE policies (
+        name TEXT PRIMARY KEY,
+        text TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    "#,
+    ),
+    (
+        5,
+        r#"
+    CREATE TABLE permission_usage (
+        function TEXT NOT NULL,
+        action TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, action, resource)
+    );
+    "#,
+    ),
+    (
+        6,
+        r#"
+    CREATE TABLE kv_buckets (
+        name TEXT PRIMARY KEY,
+        max_value_bytes INTEGER NOT NULL,
+        max_keys INTEGER NOT NULL,
+        max_total_bytes INTEGER NOT NULL,
+        keys INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE kv_entries (
+        bucket TEXT NOT NULL REFERENCES kv_buckets(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (bucket, key)
+    );
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        source TEXT,
+        request_id TEXT,
+        function TEXT,
+        details TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_function ON audit_log (function, seq);
+    "#,
+    ),
+    (
+        7,
+        r#"
+    ALTER TABLE secrets ADD COLUMN sealed BLOB;
+    "#,
+    ),
+    (
+        8,
+        r#"
+    CREATE TABLE alert_rules (
+        name TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    "#,
+    ),
+];
+
+/// The newest schema version this build understands.
+pub const SCHEMA_VERSION: i64 = 8;
