@@ -127,6 +127,18 @@ fn a_granted_host_is_reachable_and_an_ungranted_function_reaches_nothing() {
             "function=\"nogrant\",limit=\"egress_denied\""
         ) >= 1
     );
+    // Each refusal is an audit event naming the function and the target.
+    let denied = node.audit_records(Some("nogrant"), "http:request.denied", 1);
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(
+        denied[0]["event"]["target"],
+        format!("host:http://127.0.0.1:{port}")
+    );
+    assert_eq!(
+        node.audit_records(Some("fetch"), "http:request.denied", 3)
+            .len(),
+        3
+    );
 }
 
 #[test]

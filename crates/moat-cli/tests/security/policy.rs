@@ -105,6 +105,14 @@ fn a_guardrail_forbids_plain_http_egress_even_when_granted() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let logs = node.moat_ok(&["logs", "fetch"]);
     assert!(logs.contains("forbidden by policy"), "{logs}");
+    let denied = node.audit_records(Some("fetch"), "http:request.denied", 1);
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0]["event"]["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("policy")
+    );
 }
 
 #[test]
