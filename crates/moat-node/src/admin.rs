@@ -350,20 +350,7 @@ async fn route(
         }
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
             need(node, caller, Action::LogsRead)?;
-            let number = |key: &str| -> Result<Option<i64>, ApiError> {
-                query
-                    .get(key)
-                    .map(|v| {
-                        v.parse::<i64>().map_err(|_| {
-                            ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                "bad_request",
-                                format!("`{key}` must be an integer"),
-                            )
-                        })
-                    })
-                    .transpose()
-            };
+            let number = |key: &str| query_int(&query, key);
             let limit = number("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32;
             let logs = node
                 .store
@@ -724,20 +711,7 @@ async fn route(
         }
         (&Method::GET, ["v1", "audit"]) => {
             need(node, caller, Action::AuditRead)?;
-            let number = |key: &str| -> Result<Option<i64>, ApiError> {
-                query
-                    .get(key)
-                    .map(|v| {
-                        v.parse::<i64>().map_err(|_| {
-                            ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                "bad_request",
-                                format!("`{key}` must be an integer"),
-                            )
-                        })
-                    })
-                    .transpose()
-            };
+            let number = |key: &str| query_int(&query, key);
             let records = node
                 .store
                 .audit_records(moat_store::AuditQuery {
@@ -933,6 +907,22 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
                 format!("the request body is larger than {limit} bytes or was cut off"),
             )
         })
+}
+
+/// An optional integer query parameter; anything else is a `400` naming the parameter.
+fn query_int(query: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
+    query
+        .get(key)
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("`{key}` must be an integer"),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {
