@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod operations;
 mod supply;
 
 use std::net::SocketAddr;

@@ -245,12 +245,10 @@ pub async fn hold_back(mut body: GatewayBody, max: u64, on_cut: Box<dyn FnOnce()
     Held::Whole(held.freeze())
 }
 
+/// A body of several frames, as a guest writing in chunks produces (for tests here and in
+/// `dlp`).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::Full;
-
-    /// A body of several frames, as a guest writing in chunks produces.
+pub(crate) fn test_body(parts: impl IntoIterator<Item = Bytes>) -> GatewayBody {
     struct Chunks(std::collections::VecDeque<Bytes>);
 
     impl Body for Chunks {
@@ -263,9 +261,16 @@ mod tests {
             Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
         }
     }
+    Chunks(parts.into_iter().collect()).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
 
     fn stream(chunks: Vec<&'static [u8]>) -> GatewayBody {
-        Chunks(chunks.into_iter().map(Bytes::from_static).collect()).boxed_unsync()
+        test_body(chunks.into_iter().map(Bytes::from_static))
     }
 
     #[tokio::test]

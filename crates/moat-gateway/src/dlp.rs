@@ -246,22 +246,8 @@ mod tests {
         assert_eq!(dlp(Mode::Alert).headers(&mut gz, &report), Err(Blocked));
     }
 
-    /// A body of several frames, as a guest writing in chunks produces.
-    struct Chunks(std::collections::VecDeque<Bytes>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = BoxError;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
-    }
-
     fn chunks(parts: Vec<Vec<u8>>) -> GatewayBody {
-        Chunks(parts.into_iter().map(Bytes::from).collect()).boxed_unsync()
+        crate::body::test_body(parts.into_iter().map(Bytes::from))
     }
 
     #[tokio::test]
