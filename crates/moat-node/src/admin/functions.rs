@@ -1,0 +1,133 @@
+//! Admin endpoints for components and functions: upload, deploy, show, delete, rollback, logs.
+
+use super::*;
+
+pub(super) async fn route(
+    node: &Arc<Node>,
+    caller: &TokenRecord,
+    req: Request<Incoming>,
+    method: &Method,
+    segments: &[&str],
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    match (method, segments) {
+        (&Method::PUT, ["v1", "components", digest]) => {
+            need(node, caller, Action::FunctionDeploy)?;
+            let digest = digest.to_string();
+            let body = read_body(req, MAX_COMPONENT_BYTES).await?;
+            let info = node.functions.upload(&digest, &body).await?;
+            Ok((
+                StatusCode::CREATED,
+                json!({
+                    "digest": digest, "size": info.size,
+                    "imports": info.imports, "exports": info.exports,
+                }),
+            ))
+        }
+        (&Method::POST, ["v1", "functions"]) => {
+            need(node, caller, Action::FunctionDeploy)?;
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct DeployRequest {
+                spec: FunctionSpec,
+                component: String,
+            }
+            let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
+            let request: DeployRequest = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_manifest",
+                    format!("invalid deploy request: {e}"),
+                )
+            })?;
+            let record = node
+                .functions
+                .deploy(request.spec, &request.component)
+                .await?;
+            tracing::info!(function = %record.function, version = record.version, "deployed");
+            Ok((StatusCode::CREATED, version_json(&record)))
+        }
+        (&Method::GET, ["v1", "functions"]) => {
+            need(node, caller, Action::FunctionRead)?;
+            let list = node.store.list_functions().await.map_err(store_error)?;
+            Ok((StatusCode::OK, json!({ "functions": list })))
+        }
+        (&Method::GET, ["v1", "functions", name]) => {
+            // Whoever may invoke a function may also look up its route (`moat invoke`).
+            if !node
+                .policies
+                .token_may(caller, "function:invoke", Some(name))
+            {
+                need(node, caller, Action::FunctionRead)?;
+            }
+            let f = node
+                .store
+                .get_function(name)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| not_found(name))?;
+            let versions = node.store.versions(name).await.map_err(store_error)?;
+            let active = versions.iter().find(|v| v.version == f.active_version);
+            let spec: Value = active
+                .and_then(|v| serde_json::from_str(&v.spec_json).ok())
+                .unwrap_or(Value::Null);
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "function": f,
+                    "spec": spec,
+                    "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
+                }),
+            ))
+        }
+        (&Method::DELETE, ["v1", "functions", name]) => {
+            need(node, caller, Action::FunctionDelete)?;
+            if node.functions.delete(name).await? {
+                tracing::info!(function = %name, "deleted");
+                Ok((StatusCode::OK, json!({ "deleted": name })))
+            } else {
+                Err(not_found(name))
+            }
+        }
+        (&Method::POST, ["v1", "functions", name, "rollback"]) => {
+            need(node, caller, Action::FunctionRollback)?;
+            #[derive(Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct Rollback {
+                to: Option<i64>,
+            }
+            let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
+            let r: Rollback = if body.is_empty() {
+                Rollback::default()
+            } else {
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("invalid rollback request: {e}"),
+                    )
+                })?
+            };
+            let record = node.functions.rollback(name, r.to).await?;
+            tracing::info!(function = %name, version = record.version, "rolled back");
+            Ok((StatusCode::OK, version_json(&record)))
+        }
+        (&Method::GET, ["v1", "functions", name, "logs"]) => {
+            need(node, caller, Action::LogsRead)?;
+            let number = |key: &str| query_int(&query, key);
+            let limit = number("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32;
+            let logs = node
+                .store
+                .logs(LogQuery {
+                    function: name.to_string(),
+                    request_id: query.get("request_id").cloned(),
+                    since_ms: number("since_ms")?,
+                    limit,
+                })
+                .await
+                .map_err(store_error)?;
+            Ok((StatusCode::OK, json!({ "logs": logs })))
+        }
+        _ => Err(no_endpoint(method, segments)),
+    }
+}
