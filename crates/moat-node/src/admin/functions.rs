@@ -114,7 +114,7 @@ pub(super) async fn route(
         }
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
             need(node, caller, Action::LogsRead)?;
-            let number = |key: &str| query_int(&query, key);
+            let number = |key: &str| query_int(query, key);
             let limit = number("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32;
             let logs = node
                 .store

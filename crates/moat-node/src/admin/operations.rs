@@ -145,7 +145,7 @@ pub(super) async fn route(
         }
         (&Method::GET, ["v1", "audit"]) => {
             need(node, caller, Action::AuditRead)?;
-            let number = |key: &str| query_int(&query, key);
+            let number = |key: &str| query_int(query, key);
             let records = node
                 .store
                 .audit_records(moat_store::AuditQuery {
