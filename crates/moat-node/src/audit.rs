@@ -36,6 +36,8 @@ pub struct Audit {
     store: Arc<dyn Store>,
     /// Judges each event as it is recorded (set once the rules are loaded).
     alerts: std::sync::OnceLock<Arc<crate::alerts::Alerts>>,
+    /// Live subscribers (`/v1/events`) see each event as it is recorded.
+    events: std::sync::OnceLock<Arc<crate::events::Hub>>,
 }
 
 impl Audit {
@@ -61,6 +63,7 @@ impl Audit {
             key: Arc::clone(&key),
             store: Arc::clone(&store),
             alerts: std::sync::OnceLock::new(),
+            events: std::sync::OnceLock::new(),
         });
         tokio::spawn(writer(
             rx,
@@ -78,10 +81,18 @@ impl Audit {
         let _ = self.alerts.set(alerts);
     }
 
+    /// Publishes every event to live subscribers from now on.
+    pub fn set_events(&self, events: Arc<crate::events::Hub>) {
+        let _ = self.events.set(events);
+    }
+
     /// Queues an event; never blocks.
     pub fn record(&self, event: AuditEvent) {
         if let Some(alerts) = self.alerts.get() {
             alerts.observe(&event);
+        }
+        if let Some(events) = self.events.get() {
+            events.audit(&event);
         }
         if let Err(e) = self.tx.try_send(event) {
             self.overflow.fetch_add(1, Ordering::Relaxed);

@@ -8,8 +8,10 @@
 mod admin;
 mod alerts;
 mod audit;
+mod dashboard;
 mod datadir;
 pub mod defaults;
+mod events;
 mod functions;
 mod kv;
 mod logs;
@@ -84,6 +86,8 @@ pub struct Node {
     metrics: Arc<metrics::Metrics>,
     audit: Arc<audit::Audit>,
     alerts: Arc<alerts::Alerts>,
+    events: Arc<events::Hub>,
+    dashboard: dashboard::Dashboard,
     keys: rotate::KeyState,
     ready: AtomicBool,
 }
@@ -171,6 +175,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     drop(master);
     let metrics = Arc::new(metrics::Metrics::default());
     let audit = audit::Audit::start(Arc::clone(&store), dir)?;
+    let events = Arc::new(events::Hub::default());
+    audit.set_events(Arc::clone(&events));
     let observer = Arc::new(logs::InvocationLog::start(
         Arc::clone(&store),
         Arc::clone(&metrics),
@@ -237,11 +243,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         metrics,
         audit,
         alerts,
+        events: Arc::clone(&events),
+        dashboard: dashboard::Dashboard::new(),
         keys: rotate::KeyState::new(dir.clone(), from_file.then(|| key_file.clone()), data_key),
         ready: AtomicBool::new(false),
     });
 
     let tls = tls_setup(&config)?;
+    node.dashboard.set_secure(tls.is_some());
     let gateway_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -286,7 +295,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let gw = tokio::spawn(moat_gateway::serve(
         gateway_listener,
-        move |req, peer| Arc::clone(&gateway).handle(req, peer),
+        move |req, peer| events::observed(Arc::clone(&gateway), Arc::clone(&events), req, peer),
         stopped(stop_rx.clone()),
         serve_options(Arc::clone(&node.metrics)),
     ));
@@ -316,6 +325,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
     signals.wait().await;
     println!("moat: stopping; draining in-flight requests");
+    node.events.close();
     let _ = stop_tx.send(true);
     let _ = tokio::join!(gw, adm);
     println!("moat: stopped");

@@ -95,6 +95,9 @@ pub async fn handle(
     let rid = moat_gateway::new_request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    if crate::dashboard::serves(&path) {
+        return crate::dashboard::handle(node, req, peer, &rid).await;
+    }
     // Unauthenticated, read-only endpoints.
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => {
@@ -163,6 +166,9 @@ pub async fn handle(
         ),
     };
     audit_admin(&node, &actor, &method, &path, peer, &rid, &result);
+    if let Ok((_, answer)) = &result {
+        node.events.admin_change(&method, &path, answer);
+    }
     let (status, body) = match result {
         Ok((status, body)) => (status, body),
         Err(e) => (
