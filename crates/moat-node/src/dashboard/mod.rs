@@ -70,7 +70,7 @@ impl Dashboard {
 
 /// Whether the dashboard answers `path` (the admin API answers everything else).
 pub fn serves(path: &str) -> bool {
-    path == "/" || path == "/ui" || path.starts_with("/ui/") || path == "/v1/events"
+    matches!(path, "/" | "/ui" | "/favicon.ico" | "/v1/events") || path.starts_with("/ui/")
 }
 
 /// A signed-in caller: the token's current record, and the session when there is one.
@@ -173,6 +173,8 @@ pub async fn handle(
     let path = req.uri().path().to_string();
     let reply = match (&method, path.as_str()) {
         (&Method::GET, "/" | "/ui") => Reply::redirect("/ui/"),
+        // Browsers ask for it on every page; without this each visit was a failed login.
+        (&Method::GET, "/favicon.ico") => Reply::text(StatusCode::NO_CONTENT, "image/x-icon", ""),
         (&Method::GET, "/ui/app.js") => Reply::text(
             StatusCode::OK,
             "text/javascript; charset=utf-8",
@@ -319,11 +321,17 @@ fn set_cookie(dashboard: &Dashboard, name: &str, value: &str, path: &str) -> Str
 
 /// Refuses a state-changing request that a browser says came from another origin, or that
 /// says nothing about where it came from.
+///
+/// `Sec-Fetch-Site` decides when present (page script cannot set it; it must be
+/// `same-origin`, so a page on another port of the same host is refused too). Because the
+/// dashboard sends `Referrer-Policy: no-referrer`, browsers send `Origin: null` with its own
+/// form posts, so `null` is accepted only with `Sec-Fetch-Site: same-origin`. Without
+/// `Sec-Fetch-Site` (older browsers, or plain HTTP off loopback, which is not a secure
+/// context), `Origin` must name this listener.
 fn same_origin(dashboard: &Dashboard, req: &Request<Incoming>) -> Result<(), &'static str> {
     let headers = req.headers();
-    if let Some(site) = headers.get("sec-fetch-site")
-        && site.as_bytes() != b"same-origin"
-    {
+    let fetch_site = headers.get("sec-fetch-site");
+    if fetch_site.is_some_and(|site| site.as_bytes() != b"same-origin") {
         return Err("the request came from another site or origin (Sec-Fetch-Site)");
     }
     let host = req
@@ -332,6 +340,7 @@ fn same_origin(dashboard: &Dashboard, req: &Request<Incoming>) -> Result<(), &'s
         .map(|a| a.as_str())
         .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
     match (headers.get(header::ORIGIN), host) {
+        (Some(origin), _) if origin.as_bytes() == b"null" && fetch_site.is_some() => Ok(()),
         (Some(origin), Some(host)) => {
             let scheme = if dashboard.secure() { "https" } else { "http" };
             if origin.as_bytes() == format!("{scheme}://{host}").as_bytes() {
@@ -341,7 +350,7 @@ fn same_origin(dashboard: &Dashboard, req: &Request<Incoming>) -> Result<(), &'s
             }
         }
         (Some(_), None) => Err("the request names no host"),
-        (None, _) if headers.contains_key("sec-fetch-site") => Ok(()),
+        (None, _) if fetch_site.is_some() => Ok(()),
         (None, _) => Err("the request says nothing of its origin (no Origin or Sec-Fetch-Site)"),
     }
 }

@@ -250,7 +250,7 @@ async fn overview(node: &Arc<Node>, caller: &Caller) -> Page {
         .replace("<tbody>", "<tbody id=\"live-errors\">"),
     );
     out.push_str(
-        "</div></div><h3>Deploys</h3><ul id=\"live-deploys\" class=\"feed\"></ul></section>",
+        "</div></div><h3>Deploys and rollbacks</h3><ul id=\"live-deploys\" class=\"feed\"><li class=\"muted empty\">None since this page opened.</li></ul></section>",
     );
 
     let status = node.dashboard.chain.status(&*node.store).await?;

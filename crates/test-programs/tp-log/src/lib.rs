@@ -1,6 +1,8 @@
 //! Test program: writes one line to stdout and one to stderr, then answers `logged` (or the
 //! query's `line`, as given), so tests can check that guest output is captured (and
 //! redacted) in the function's logs, and what data-loss prevention does with a response.
+//! With `?print=TEXT` it also prints TEXT, percent-decoded, as a line of its own (a function
+//! logging markup, for the dashboard's escaping test).
 
 use tp_common::{query_param, respond};
 use wasi::exports::wasi::http::incoming_handler::Guest;
@@ -13,9 +15,32 @@ impl Guest for Log {
         let path = request.path_with_query().unwrap_or_default();
         println!("hello from stdout request {path}");
         eprintln!("hello from stderr request {path}");
+        if let Some(text) = query_param(&request, "print") {
+            println!("{}", percent_decode(&text));
+        }
         let answer = query_param(&request, "line").unwrap_or_else(|| "logged".into());
         respond(response_out, 200, "text/plain", answer.as_bytes());
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 wasi::http::proxy::export!(Log);

@@ -66,6 +66,8 @@
   source.addEventListener("deploy", (e) => {
     const v = parse(e);
     if (!v || !deploys) return;
+    const empty = deploys.querySelector("li.empty");
+    if (empty) empty.remove();
     const li = document.createElement("li");
     li.textContent = clock(v.at_ms) + " " + v.action + " " + v.function +
       (v.version == null ? "" : " → version " + v.version);
