@@ -49,7 +49,7 @@ fn host_of(base: &str) -> &str {
 fn send(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let host = host_of(base);
     let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -63,8 +63,25 @@ fn send(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &s
     req.push_str("\r\n");
     req.push_str(body);
     s.write_all(req.as_bytes()).unwrap();
+    // The whole answer within 30 s: a stream answered where a refusal was due never ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{method} {path}: the answer did not end within 30 s: {}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
