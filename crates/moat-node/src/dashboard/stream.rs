@@ -136,6 +136,22 @@ mod tests {
         assert!(parse_types(Some("types=audit,secrets")).is_err());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_says_it_is_alive_every_15_seconds() {
+        let hub = Arc::new(Hub::default());
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let mut body = open(&hub, None, permit);
+        body.frame().await.unwrap().unwrap();
+        let start = tokio::time::Instant::now();
+        for n in 1..=2 {
+            let chunk = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(&chunk[..], b": keep-alive\n\n");
+            assert_eq!(start.elapsed(), KEEP_ALIVE * n);
+        }
+    }
+
     #[tokio::test]
     async fn a_slow_reader_gets_a_lag_count_and_the_stream_ends_with_the_node() {
         let hub = Arc::new(Hub::default());
