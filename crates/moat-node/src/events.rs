@@ -9,7 +9,7 @@
 //! id, deploys hold function and version.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use http::{Request, Response};
@@ -36,6 +36,9 @@ pub struct Event {
 
 pub struct Hub {
     tx: broadcast::Sender<Arc<Event>>,
+    /// Live subscriptions. Checked on every request and audit event instead of
+    /// `receiver_count`, which takes the channel's lock.
+    listening: Arc<AtomicUsize>,
     next_id: AtomicU64,
     stop: watch::Sender<bool>,
 }
@@ -46,6 +49,7 @@ impl Default for Hub {
         let (stop, _) = watch::channel(false);
         Hub {
             tx,
+            listening: Arc::default(),
             next_id: AtomicU64::new(1),
             stop,
         }
@@ -53,8 +57,16 @@ impl Default for Hub {
 }
 
 impl Hub {
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        self.listening.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            rx: self.tx.subscribe(),
+            listening: Arc::clone(&self.listening),
+        }
+    }
+
+    fn listened(&self) -> bool {
+        self.listening.load(Ordering::Relaxed) > 0
     }
 
     /// Resolves when the node stops, so long-lived streams end and do not hold up draining.
@@ -68,7 +80,7 @@ impl Hub {
     }
 
     fn publish(&self, kind: &'static str, data: impl FnOnce() -> Value) {
-        if self.tx.receiver_count() == 0 {
+        if !self.listened() {
             return;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -147,6 +159,18 @@ impl Hub {
     }
 }
 
+/// A receiver of the hub's events, counted while it lives.
+pub struct Subscription {
+    pub rx: broadcast::Receiver<Arc<Event>>,
+    listening: Arc<AtomicUsize>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.listening.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The gateway's handler, with every answer published as an `invocation` event: which
 /// function (by the same route lookup the gateway makes), the status, the time to the
 /// response head, and the request id the caller saw.
@@ -156,7 +180,7 @@ pub async fn observed(
     req: Request<Incoming>,
     peer: std::net::SocketAddr,
 ) -> Response<GatewayBody> {
-    if hub.tx.receiver_count() == 0 {
+    if !hub.listened() {
         return gateway.handle(req, peer).await;
     }
     let started = Instant::now();
@@ -190,7 +214,8 @@ mod tests {
     async fn nothing_is_built_without_subscribers_and_slow_ones_lag() {
         let hub = Hub::default();
         hub.deploy("deploy", "a", Some(1));
-        let mut rx = hub.subscribe();
+        let mut sub = hub.subscribe();
+        let rx = &mut sub.rx;
         for i in 0..(RING + 10) {
             hub.audit(&AuditEvent::new(
                 i as i64,
@@ -209,12 +234,15 @@ mod tests {
         assert_eq!(first.id, 11);
         assert_eq!(first.kind, "audit");
         assert!(!first.json.contains('\n'));
+        drop(sub);
+        assert!(!hub.listened());
     }
 
     #[test]
     fn admin_answers_become_deploy_events() {
         let hub = Hub::default();
-        let mut rx = hub.subscribe();
+        let mut sub = hub.subscribe();
+        let rx = &mut sub.rx;
         hub.admin_change(
             &http::Method::POST,
             "/v1/functions",

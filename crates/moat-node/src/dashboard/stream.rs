@@ -99,7 +99,7 @@ pub fn open(
         keep_alive.tick().await;
         loop {
             let chunk = tokio::select! {
-                got = events.recv() => match got {
+                got = events.rx.recv() => match got {
                     Ok(ev) if kinds.as_ref().is_none_or(|k| k.contains(&ev.kind)) => frame(&ev),
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Lagged(n)) => Bytes::from(format!(
