@@ -556,6 +556,7 @@ fn state_changing_requests_need_the_same_origin_and_the_sessions_csrf_token() {
         page.body
             .contains("A test firing of <code>kv-snooping</code> was sent")
     );
+    assert!(page.body.contains("Fired 1 time(s)"), "{}", page.body);
     let posts = node.audit_records(None, "admin.post", 2);
     assert!(
         posts

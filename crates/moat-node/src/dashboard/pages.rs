@@ -420,7 +420,8 @@ async fn audit(node: &Arc<Node>, caller: &Caller, query: &HashMap<String, String
             && (!only_security || security(r))
     };
     let records = super::chain::newest(&*node.store, status.last_seq, 200, keep).await?;
-    let mut out = chain_status(&status);
+    let mut out = String::from("<h2>Audit log</h2>");
+    out.push_str(&chain_status(&status));
     let _ = write!(
         out,
         "<form method=\"get\" action=\"/ui/audit\" class=\"filters\">\
@@ -464,7 +465,14 @@ async fn alerts(node: &Arc<Node>, caller: &Caller, query: &HashMap<String, Strin
         }
     };
     let may_test = caller.may(node, Action::AlertsManage);
-    let mut out = String::new();
+    let mut out = format!(
+        "<h2>Alerts</h2><p>Fired {} time(s) since this node started; {} webhook delivery(ies) \
+         failed after every retry. Rules are judged against every audit event.</p>",
+        node.alerts.fired.load(std::sync::atomic::Ordering::Relaxed),
+        node.alerts
+            .delivery_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     if let Some(sent) = query.get("sent") {
         let _ = write!(
             out,
