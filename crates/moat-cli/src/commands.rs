@@ -22,7 +22,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = cli.output;
     match cli.command {
         Command::Up(args) => up(cli.data_dir, args).await,
-        Command::Deploy { path } => deploy(&admin, &path, out).await,
+        Command::Deploy { path, signature } => {
+            deploy(&admin, &path, signature.as_deref(), out).await
+        }
+        Command::Trust { command } => crate::node_supply::trust(&admin, command, out).await,
+        Command::Settings { command } => crate::node_supply::settings(&admin, command, out).await,
+        Command::Advisories { command } => {
+            crate::node_supply::advisories(&admin, command, out).await
+        }
         Command::Invoke {
             name,
             data,
@@ -161,7 +168,12 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
     .await
 }
 
-async fn deploy(admin: &Admin, path: &Path, out: Output) -> anyhow::Result<()> {
+async fn deploy(
+    admin: &Admin,
+    path: &Path,
+    signature: Option<&Path>,
+    out: Output,
+) -> anyhow::Result<()> {
     let manifest_path = if path.is_dir() {
         path.join("moat.toml")
     } else {
@@ -171,6 +183,13 @@ async fn deploy(admin: &Admin, path: &Path, out: Output) -> anyhow::Result<()> {
     let base = manifest_path.parent().unwrap_or(Path::new("."));
     let file = manifest_path.display().to_string();
     let locked = manifest.lock(&file, base)?;
+    let (signature, sbom) = crate::node_supply::deploy_extras(
+        &locked.component_path,
+        &locked.component,
+        base,
+        manifest.function.sbom.as_deref(),
+        signature,
+    )?;
     let digest = moat_store_digest(&locked.component);
     let uploaded = admin
         .call(
@@ -184,19 +203,38 @@ async fn deploy(admin: &Admin, path: &Path, out: Output) -> anyhow::Result<()> {
         .json(
             Method::POST,
             "/v1/functions",
-            &json!({ "spec": locked.spec, "component": digest }),
+            &json!({
+                "spec": locked.spec, "component": digest,
+                "signature": signature, "sbom": sbom,
+            }),
         )
         .await
         .with_context(|| format!("deploy of `{}` failed", locked.spec.name))?;
     let value = json!({ "deployed": deployed, "component": uploaded });
     print(out, &value, || {
-        format!(
-            "deployed {} version {} at {} (component sha256:{})",
+        let mut s = format!(
+            "deployed {} version {} at {} (component sha256:{}, {})",
             deployed["function"].as_str().unwrap_or("?"),
             deployed["version"],
             deployed["route"].as_str().unwrap_or("?"),
-            &digest[..12]
-        )
+            &digest[..12],
+            match deployed["signer"].as_str() {
+                Some(signer) => format!("signed by {signer}"),
+                None => "unsigned".into(),
+            }
+        );
+        for (key, label) in [("findings", "finding"), ("ignored_findings", "ignored")] {
+            for f in deployed[key].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "\n{label}: {} ({}) in {} {}",
+                    f["id"].as_str().unwrap_or(""),
+                    f["severity"].as_str().unwrap_or(""),
+                    f["package"].as_str().unwrap_or(""),
+                    f["version"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        s
     });
     Ok(())
 }
@@ -312,7 +350,14 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
                 s
             });
         }
-        FunctionsCommand::Show { name } => {
+        FunctionsCommand::Show { name, sbom: true } => {
+            let v = admin
+                .call(Method::GET, &format!("/v1/functions/{name}/sbom"), None)
+                .await?;
+            // CycloneDX is JSON whatever `--output` says.
+            print(Output::Json, &v, String::new);
+        }
+        FunctionsCommand::Show { name, sbom: false } => {
             let v = admin
                 .call(Method::GET, &format!("/v1/functions/{name}"), None)
                 .await?;
@@ -339,6 +384,7 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
                             .unwrap_or("")
                     ));
                 }
+                s.push_str(&crate::node_supply::show_supply(&v));
                 s
             });
         }

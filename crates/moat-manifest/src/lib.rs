@@ -61,7 +61,7 @@ pub struct FunctionSection {
     #[serde(default)]
     pub auth: Auth,
     /// A CycloneDX or SPDX JSON SBOM of the component, relative to the manifest (read by
-    /// `moat scan`; the component's own `cargo auditable` data takes precedence).
+    /// `moat scan` and `moat deploy`; the component's own `cargo auditable` data takes precedence).
     #[serde(default)]
     pub sbom: Option<String>,
 }

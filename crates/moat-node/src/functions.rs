@@ -247,6 +247,7 @@ impl Functions {
         &self,
         spec: FunctionSpec,
         digest: &str,
+        supply: Option<moat_store::SupplyRecord>,
     ) -> Result<VersionRecord, DeployError> {
         spec.validate()
             .map_err(|e| DeployError::Manifest(e.to_string()))?;
@@ -269,6 +270,7 @@ impl Functions {
                 route: spec.route.clone(),
                 component_digest: digest.to_string(),
                 spec_json,
+                supply,
             })
             .await?;
         self.refresh_routes().await?;

@@ -18,6 +18,7 @@ mod outbound;
 mod policy;
 mod rotate;
 mod secrets;
+mod supply;
 mod tokens;
 mod usage;
 
@@ -84,6 +85,7 @@ pub struct Node {
     metrics: Arc<metrics::Metrics>,
     audit: Arc<audit::Audit>,
     alerts: Arc<alerts::Alerts>,
+    supply: Arc<supply::Supply>,
     keys: rotate::KeyState,
     ready: AtomicBool,
 }
@@ -197,6 +199,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     vault.reload(&store).await?;
     let alerts = alerts::Alerts::new(alerts::load_rules(&*store).await?, Arc::clone(&vault))?;
     audit.set_alerts(Arc::clone(&alerts));
+    let supply = Arc::new(supply::Supply::load(Arc::clone(&store), Arc::clone(&audit)).await?);
     let functions = functions::Functions::new(
         Arc::clone(&store),
         runtime,
@@ -237,6 +240,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         metrics,
         audit,
         alerts,
+        supply,
         keys: rotate::KeyState::new(dir.clone(), from_file.then(|| key_file.clone()), data_key),
         ready: AtomicBool::new(false),
     });

@@ -41,7 +41,7 @@ action "kv:read", "kv:write" appliesTo { principal: [Function], resource: [Bucke
 action "function:invoke" appliesTo { principal: [Token], resource: [Function] };
 action "function:read", "function:deploy", "function:rollback", "function:delete",
        "logs:read", "tokens:manage", "secrets:manage", "policy:manage", "kv:manage", "keys:manage", "alerts:manage",
-       "audit:read", "iam:review"
+       "supply:manage", "settings:manage", "audit:read", "iam:review"
     appliesTo { principal: [Token], resource: [Node] };
 "#;
 

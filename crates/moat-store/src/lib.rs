@@ -11,6 +11,7 @@
 
 pub mod crypto;
 mod sqlite;
+pub mod supply;
 
 #[doc(hidden)]
 pub mod conformance;
@@ -19,6 +20,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
+pub use supply::{
+    AdvisoryIgnore, AdvisoryRow, ImportCounts, SupplyRecord, SupplyStore, TrustedKey,
+};
 
 /// Errors a store reports. Messages are safe to show to an administrator.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +103,8 @@ pub struct NewVersion {
     pub component_digest: String,
     /// The locked, validated function spec as JSON.
     pub spec_json: String,
+    /// Signer, SBOM and findings, stored in the same transaction as the version.
+    pub supply: Option<SupplyRecord>,
 }
 
 /// One deployed version of a function.
@@ -183,7 +189,7 @@ pub struct LogQuery {
 
 /// The node's persistent state. Every method is one atomic operation.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SupplyStore + Send + Sync + 'static {
     /// Stores content-addressed bytes. Idempotent; refuses bytes that do not hash to `digest`.
     async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()>;
 

@@ -20,6 +20,7 @@ use crate::{
 
 mod migrations;
 mod rows;
+mod supply;
 
 use migrations::MIGRATIONS;
 pub use migrations::SCHEMA_VERSION;
@@ -747,6 +748,9 @@ impl Store for SqliteStore {
                 params![new.function, new.route, next, now],
             )
             .map_err(backend)?;
+            if let Some(supply) = &new.supply {
+                supply::insert_version_supply(&tx, &new.function, next, supply)?;
+            }
             tx.commit().map_err(backend)?;
             Ok(VersionRecord {
                 function: new.function,

@@ -24,6 +24,7 @@ use crate::tokens::{Action, ROLES};
 mod access;
 mod functions;
 mod operations;
+mod supply;
 
 const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -32,6 +33,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Structured detail where it helps the caller (e.g. the findings that blocked a deploy).
+    details: Option<Value>,
 }
 
 impl ApiError {
@@ -40,7 +43,29 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+}
+
+impl From<crate::supply::SupplyError> for ApiError {
+    fn from(e: crate::supply::SupplyError) -> Self {
+        use crate::supply::SupplyError;
+        let (status, code) = match &e {
+            SupplyError::Signature { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "signature_rejected")
+            }
+            SupplyError::Vulnerable { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "vulnerable_dependencies")
+            }
+            SupplyError::Component(_) => (StatusCode::BAD_REQUEST, "invalid_component"),
+            SupplyError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        };
+        let mut api = ApiError::new(status, code, e.to_string());
+        if let SupplyError::Vulnerable { findings, .. } = &e {
+            api.details = Some(json!(findings));
+        }
+        api
     }
 }
 
@@ -165,10 +190,13 @@ pub async fn handle(
     audit_admin(&node, &actor, &method, &path, peer, &rid, &result);
     let (status, body) = match result {
         Ok((status, body)) => (status, body),
-        Err(e) => (
-            e.status,
-            json!({"error": {"code": e.code, "message": e.message, "request_id": rid}}),
-        ),
+        Err(e) => (e.status, {
+            let mut error = json!({"code": e.code, "message": e.message, "request_id": rid});
+            if let Some(details) = e.details {
+                error["details"] = details;
+            }
+            json!({ "error": error })
+        }),
     };
     respond(body.to_string().into(), status, "application/json", &rid)
 }
@@ -260,6 +288,9 @@ async fn route(
         }
         Some("alerts" | "kv" | "audit" | "iam") => {
             operations::route(node, caller, req, method, s, &query).await
+        }
+        Some("trust" | "settings" | "advisories") => {
+            supply::route(node, caller, req, method, s, &query).await
         }
         _ => Err(no_endpoint(method, s)),
     }

@@ -144,7 +144,45 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    (
+        10,
+        r#"
+    CREATE TABLE trusted_keys (
+        name TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        added_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE advisories (
+        id TEXT PRIMARY KEY,
+        modified TEXT NOT NULL,
+        json TEXT NOT NULL
+    );
+    CREATE TABLE advisory_ignores (
+        id TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        until_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE version_supply (
+        function TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        signer TEXT,
+        sbom_source TEXT NOT NULL,
+        sbom_json TEXT NOT NULL,
+        findings_json TEXT NOT NULL,
+        PRIMARY KEY (function, version),
+        FOREIGN KEY (function, version) REFERENCES versions (function, version) ON DELETE CASCADE
+    );
+    "#,
+    ),
 ];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 10;
