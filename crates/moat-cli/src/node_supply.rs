@@ -188,7 +188,7 @@ pub async fn advisories(
                     s.push_str(&format!(
                         "\nNEW  {} version {}: {} ({}) in {} {}",
                         f["function"].as_str().unwrap_or(""),
-                        f["version"],
+                        f["function_version"],
                         f["id"].as_str().unwrap_or(""),
                         f["severity"].as_str().unwrap_or(""),
                         f["package"].as_str().unwrap_or(""),

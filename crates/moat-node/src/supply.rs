@@ -164,7 +164,8 @@ pub struct Checked {
 #[derive(Debug, Clone, Serialize)]
 pub struct NewFinding {
     pub function: String,
-    pub version: i64,
+    /// The function's version (the finding's own `version` is the package's).
+    pub function_version: i64,
     #[serde(flatten)]
     pub finding: Finding,
 }
@@ -375,7 +376,7 @@ impl Supply {
                 );
                 new.push(NewFinding {
                     function: function.clone(),
-                    version,
+                    function_version: version,
                     finding: f.clone(),
                 });
             }

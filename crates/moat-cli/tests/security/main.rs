@@ -19,5 +19,6 @@ mod kv;
 mod limits;
 mod policy;
 mod sandbox;
+mod supply;
 mod tls;
 mod validation;

@@ -125,6 +125,7 @@ pub(super) async fn route(
                 .await
                 .map_err(store_error)?;
             tracing::info!(setting = %key, %value, by = %caller.id, "node setting changed");
+            record_setting(node, caller, key, Some(&value));
             Ok((StatusCode::OK, json!({ "key": key, "value": value })))
         }
         (&Method::DELETE, ["v1", "settings", key]) => {
@@ -136,6 +137,7 @@ pub(super) async fn route(
                 .put_setting(key, None)
                 .await
                 .map_err(store_error)?;
+            record_setting(node, caller, key, None);
             Ok((StatusCode::OK, json!({ "key": key, "value": Value::Null })))
         }
         (&Method::GET, ["v1", "advisories"]) => {
@@ -235,6 +237,21 @@ pub(super) async fn route(
         }
         _ => Err(no_endpoint(method, segments)),
     }
+}
+
+/// A settings change, with its new value, in the audit chain (settings hold no secrets).
+fn record_setting(node: &Node, caller: &TokenRecord, key: &str, value: Option<&str>) {
+    use moat_telemetry::audit::{AuditEvent, Outcome, actor, now_ms};
+    node.audit.record(
+        AuditEvent::new(
+            now_ms(),
+            actor::token(&caller.id),
+            "setting.changed",
+            key,
+            Outcome::Succeeded,
+        )
+        .with_details(json!({ "value": value })),
+    );
 }
 
 /// One line of an import: an OSV record of a supported ecosystem.
