@@ -279,12 +279,13 @@ impl Functions {
 
     /// Switches a function back to an earlier version (by default the one before the
     /// serving one).
-    pub async fn rollback(
+    /// The version a rollback would serve: `to`, or by default the one before the serving
+    /// one.
+    pub async fn rollback_target(
         &self,
         name: &str,
         to: Option<i64>,
     ) -> Result<VersionRecord, DeployError> {
-        let _guard = self.changes.lock().await;
         let f = self
             .store
             .get_function(name)
@@ -292,21 +293,29 @@ impl Functions {
             .ok_or_else(|| DeployError::NotFound(format!("function `{name}` not found")))?;
         let versions = self.store.versions(name).await?;
         let target = match to {
-            Some(v) => versions
-                .iter()
-                .find(|r| r.version == v)
-                .ok_or_else(|| DeployError::NotFound(format!("`{name}` has no version {v}")))?,
+            Some(v) => versions.into_iter().find(|r| r.version == v),
             None => versions
-                .iter()
+                .into_iter()
                 .rev()
-                .find(|r| r.version < f.active_version)
-                .ok_or_else(|| {
-                    DeployError::NotFound(format!(
-                        "`{name}` has no version before {}",
-                        f.active_version
-                    ))
-                })?,
+                .find(|r| r.version < f.active_version),
         };
+        target.ok_or_else(|| match to {
+            Some(v) => DeployError::NotFound(format!("`{name}` has no version {v}")),
+            None => DeployError::NotFound(format!(
+                "`{name}` has no version before {}",
+                f.active_version
+            )),
+        })
+    }
+
+    /// Serves an existing version again (see [`Functions::rollback_target`]).
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to: Option<i64>,
+    ) -> Result<VersionRecord, DeployError> {
+        let _guard = self.changes.lock().await;
+        let target = self.rollback_target(name, to).await?;
         self.prepare(&target.component_digest).await?;
         let record = self.store.activate_version(name, target.version).await?;
         self.refresh_routes().await?;

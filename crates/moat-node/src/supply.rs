@@ -151,6 +151,27 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
+/// `GHSA-… (high, regex 1.5.4, fixed in 1.5.5); …`
+fn describe(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ({}, {} {}{})",
+                f.id,
+                f.severity,
+                f.package,
+                f.version,
+                f.fixed
+                    .as_deref()
+                    .map(|v| format!(", fixed in {v}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// What a deploy's checks found, to store with the version.
 pub struct Checked {
     pub record: SupplyRecord,
@@ -243,27 +264,10 @@ impl Supply {
                 .cloned()
                 .collect();
             if !blocking.is_empty() {
-                let list = blocking
-                    .iter()
-                    .map(|f| {
-                        format!(
-                            "{} ({}, {} {}{})",
-                            f.id,
-                            f.severity,
-                            f.package,
-                            f.version,
-                            f.fixed
-                                .as_deref()
-                                .map(|v| format!(", fixed in {v}"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
                 return Err(SupplyError::Vulnerable {
                     function: function.to_string(),
                     threshold,
-                    list,
+                    list: describe(&blocking),
                     findings: blocking,
                 });
             }
@@ -278,6 +282,44 @@ impl Supply {
             },
             findings,
             ignored,
+        })
+    }
+
+    /// Judges a stored version under today's settings, exceptions and advisories (before a
+    /// rollback serves it again): unsigned where a signature is now required, or with a
+    /// finding at or above `block_severity`, it is refused like a deploy.
+    pub async fn check_stored(&self, function: &str, version: i64) -> Result<(), SupplyError> {
+        let settings = self.settings().await?;
+        let record = self.store.version_supply(function, version).await?;
+        let signer = record.as_ref().and_then(|r| r.signer.as_ref());
+        if settings.signature_required(function) && signer.is_none() {
+            return Err(SupplyError::Signature {
+                function: function.to_string(),
+                reason: format!("version {version} was deployed without a trusted signature"),
+            });
+        }
+        let Some(threshold) = settings.block_severity else {
+            return Ok(());
+        };
+        let sbom = record
+            .and_then(|r| serde_json::from_str::<Sbom>(&r.sbom_json).ok())
+            .unwrap_or(Sbom {
+                components: Vec::new(),
+                unpinned: Vec::new(),
+            });
+        let (findings, _) = self.judge(self.db().scan(&sbom)).await?;
+        let blocking: Vec<Finding> = findings
+            .into_iter()
+            .filter(|f| f.severity >= threshold)
+            .collect();
+        if blocking.is_empty() {
+            return Ok(());
+        }
+        Err(SupplyError::Vulnerable {
+            function: function.to_string(),
+            threshold,
+            list: describe(&blocking),
+            findings: blocking,
         })
     }
 

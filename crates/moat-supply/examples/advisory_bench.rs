@@ -177,7 +177,10 @@ fn main() {
         naive_findings = singles.iter().map(|d| d.scan(&sbom).len()).sum();
         naive.push(t.elapsed());
     }
-    assert_eq!(findings, naive_findings, "the index must find what a full walk finds");
+    assert_eq!(
+        findings, naive_findings,
+        "the index must find what a full walk finds"
+    );
 
     println!("| step ({advisories} advisories, {packages} packages) | median | runs |");
     println!("|---|---|---|");

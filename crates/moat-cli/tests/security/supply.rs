@@ -110,6 +110,14 @@ fn signatures_are_required_where_the_setting_says() {
         "{shown}"
     );
     assert_eq!(serving_version(&node, "signed"), 2);
+    // Nor can a rollback bring back the unsigned version 1.
+    let out = node.moat(&["functions", "rollback", "signed", "--to", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("version 1 was deployed without a trusted signature"),
+        "{stderr}"
+    );
+    assert_eq!(serving_version(&node, "signed"), 2);
 
     // One byte changed after signing.
     tamper(Path::new(component));

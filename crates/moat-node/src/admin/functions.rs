@@ -189,7 +189,10 @@ pub(super) async fn route(
                     )
                 })?
             };
-            let record = node.functions.rollback(name, r.to).await?;
+            // A rollback may not bring back what today's settings would refuse to deploy.
+            let target = node.functions.rollback_target(name, r.to).await?;
+            node.supply.check_stored(name, target.version).await?;
+            let record = node.functions.rollback(name, Some(target.version)).await?;
             tracing::info!(function = %name, version = record.version, "rolled back");
             Ok((StatusCode::OK, version_json(&record)))
         }
