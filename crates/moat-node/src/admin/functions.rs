@@ -96,12 +96,7 @@ pub(super) async fn route(
             {
                 need(node, caller, Action::FunctionRead)?;
             }
-            let f = node
-                .store
-                .get_function(name)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| not_found(name))?;
+            let f = function_record(node, name).await?;
             let versions = node.store.versions(name).await.map_err(store_error)?;
             let active = versions.iter().find(|v| v.version == f.active_version);
             let spec: Value = active
@@ -138,12 +133,7 @@ pub(super) async fn route(
         }
         (&Method::GET, ["v1", "functions", name, "sbom"]) => {
             need(node, caller, Action::FunctionRead)?;
-            let f = node
-                .store
-                .get_function(name)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| not_found(name))?;
+            let f = function_record(node, name).await?;
             let version = query_int(query, "version")?.unwrap_or(f.active_version);
             let supply = node
                 .store
@@ -230,4 +220,12 @@ fn supply_json(s: Option<&moat_store::SupplyRecord>) -> Value {
         "packages": packages,
         "findings": parse(&s.findings_json),
     })
+}
+
+async fn function_record(node: &Node, name: &str) -> Result<moat_store::FunctionRecord, ApiError> {
+    node.store
+        .get_function(name)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(name))
 }

@@ -139,3 +139,17 @@ pub(super) fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChainedRecord
         },
     })
 }
+
+/// Every row of a query, mapped.
+pub(super) fn query_all<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = c.prepare(sql).map_err(backend)?;
+    stmt.query_map(params, map)
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
+}

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::rows::query_all;
 use super::{SqliteStore, backend};
 use crate::supply::{
     AdvisoryIgnore, AdvisoryRow, ImportCounts, SupplyRecord, SupplyStore, TrustedKey,
@@ -69,22 +70,19 @@ impl SupplyStore for SqliteStore {
 
     async fn trusted_keys(&self) -> Result<Vec<TrustedKey>> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT name, key_id, public_key, added_at_ms FROM trusted_keys ORDER BY name",
-                )
-                .map_err(backend)?;
-            stmt.query_map([], |r| {
-                Ok(TrustedKey {
-                    name: r.get(0)?,
-                    key_id: r.get(1)?,
-                    public_key: r.get(2)?,
-                    added_at_ms: r.get(3)?,
-                })
-            })
-            .map_err(backend)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)
+            query_all(
+                c,
+                "SELECT name, key_id, public_key, added_at_ms FROM trusted_keys ORDER BY name",
+                [],
+                |r| {
+                    Ok(TrustedKey {
+                        name: r.get(0)?,
+                        key_id: r.get(1)?,
+                        public_key: r.get(2)?,
+                        added_at_ms: r.get(3)?,
+                    })
+                },
+            )
         })
         .await
     }
@@ -109,13 +107,9 @@ impl SupplyStore for SqliteStore {
 
     async fn settings(&self) -> Result<Vec<(String, String)>> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT key, value FROM settings ORDER BY key")
-                .map_err(backend)?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)
+            query_all(c, "SELECT key, value FROM settings ORDER BY key", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
         })
         .await
     }
@@ -163,13 +157,9 @@ impl SupplyStore for SqliteStore {
 
     async fn advisories(&self) -> Result<Vec<String>> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT json FROM advisories ORDER BY id")
-                .map_err(backend)?;
-            stmt.query_map([], |r| r.get(0))
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(backend)
+            query_all(c, "SELECT json FROM advisories ORDER BY id", [], |r| {
+                r.get(0)
+            })
         })
         .await
     }
@@ -202,24 +192,21 @@ impl SupplyStore for SqliteStore {
 
     async fn advisory_ignores(&self) -> Result<Vec<AdvisoryIgnore>> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT id, reason, until_ms, created_by, created_at_ms
+            query_all(
+                c,
+                "SELECT id, reason, until_ms, created_by, created_at_ms
                      FROM advisory_ignores ORDER BY id",
-                )
-                .map_err(backend)?;
-            stmt.query_map([], |r| {
-                Ok(AdvisoryIgnore {
-                    id: r.get(0)?,
-                    reason: r.get(1)?,
-                    until_ms: r.get(2)?,
-                    created_by: r.get(3)?,
-                    created_at_ms: r.get(4)?,
-                })
-            })
-            .map_err(backend)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)
+                [],
+                |r| {
+                    Ok(AdvisoryIgnore {
+                        id: r.get(0)?,
+                        reason: r.get(1)?,
+                        until_ms: r.get(2)?,
+                        created_by: r.get(3)?,
+                        created_at_ms: r.get(4)?,
+                    })
+                },
+            )
         })
         .await
     }
@@ -241,16 +228,13 @@ impl SupplyStore for SqliteStore {
 
     async fn all_version_supply(&self) -> Result<Vec<(String, i64, SupplyRecord)>> {
         self.with(|c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT function, version, signer, sbom_source, sbom_json, findings_json
+            query_all(
+                c,
+                "SELECT function, version, signer, sbom_source, sbom_json, findings_json
                      FROM version_supply ORDER BY function, version",
-                )
-                .map_err(backend)?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, supply_row(r, 2)?)))
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, supply_row(r, 2)?)),
+            )
         })
         .await
     }
