@@ -183,6 +183,16 @@ async fn deploy(
     let base = manifest_path.parent().unwrap_or(Path::new("."));
     let file = manifest_path.display().to_string();
     let locked = manifest.lock(&file, base)?;
+    let digest = moat_store_digest(&locked.component);
+    let uploaded = admin
+        .call(
+            Method::PUT,
+            &format!("/v1/components/{digest}"),
+            Some(("application/wasm", Bytes::from(locked.component.clone()))),
+        )
+        .await
+        .with_context(|| format!("upload of `{}` refused", locked.component_path.display()))?;
+    // After the upload, so that what is not a component is refused by the node, saying why.
     let (signature, sbom) = crate::node_supply::deploy_extras(
         &locked.component_path,
         &locked.component,
@@ -190,15 +200,6 @@ async fn deploy(
         manifest.function.sbom.as_deref(),
         signature,
     )?;
-    let digest = moat_store_digest(&locked.component);
-    let uploaded = admin
-        .call(
-            Method::PUT,
-            &format!("/v1/components/{digest}"),
-            Some(("application/wasm", Bytes::from(locked.component))),
-        )
-        .await
-        .with_context(|| format!("upload of `{}` refused", locked.component_path.display()))?;
     let deployed = admin
         .json(
             Method::POST,
