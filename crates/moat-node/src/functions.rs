@@ -255,6 +255,11 @@ impl Functions {
                 .map_err(|e| DeployError::Manifest(format!("`input.schema`: {e}")))?;
         }
         let _guard = self.changes.lock().await;
+        // A pinned secret version must exist now, and cannot be deleted while this
+        // version serves (`delete_secret` takes the same lock).
+        self.vault
+            .check_pins(&spec)
+            .map_err(DeployError::Manifest)?;
         let bytes = self.store.get_blob(digest).await?.ok_or_else(|| {
             DeployError::Component(format!("component `{digest}` has not been uploaded"))
         })?;
@@ -305,10 +310,50 @@ impl Functions {
                     ))
                 })?,
         };
+        if let Ok(spec) = serde_json::from_str::<FunctionSpec>(&target.spec_json) {
+            self.vault.check_pins(&spec).map_err(|e| {
+                DeployError::Conflict(format!("version {} of `{name}`: {e}", target.version))
+            })?;
+        }
         self.prepare(&target.component_digest).await?;
         let record = self.store.activate_version(name, target.version).await?;
         self.refresh_routes().await?;
         Ok(record)
+    }
+
+    /// Deletes a secret (every version, or one), refused while a serving function pins
+    /// what would go. Under the deploy lock, so a deploy cannot pin it meanwhile.
+    pub async fn delete_secret(
+        &self,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<bool, DeployError> {
+        let _guard = self.changes.lock().await;
+        let active = self.store.active_versions().await?;
+        let pinned = crate::secrets::pinned_by(&active, name, version);
+        if !pinned.is_empty() {
+            let what = match version {
+                Some(v) => format!("version {v} of secret `{name}`"),
+                None => format!("secret `{name}`"),
+            };
+            return Err(DeployError::Conflict(format!(
+                "{what} is pinned by serving function{} `{}`; deploy {} without the pin first",
+                if pinned.len() == 1 { "" } else { "s" },
+                pinned.join("`, `"),
+                if pinned.len() == 1 { "it" } else { "them" },
+            )));
+        }
+        Ok(match version {
+            Some(v) => self
+                .store
+                .delete_secret_version(name, v)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(m) => DeployError::Conflict(m),
+                    other => other.into(),
+                })?,
+            None => self.store.delete_secret(name).await?,
+        })
     }
 
     pub async fn delete(&self, name: &str) -> Result<bool, DeployError> {
@@ -425,6 +470,7 @@ impl Functions {
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                     secrets,
+                    pins: spec.permissions.secret_versions.clone(),
                     vault: Arc::clone(&self.vault),
                     denials: Arc::new(crate::secrets::SecretDenials {
                         vault: Arc::clone(&self.vault),
@@ -484,9 +530,10 @@ impl Functions {
         })
     }
 
-    /// The function's DLP scanner: the values of the secrets it may read (in every encoding
-    /// the scanner knows) and the detectors its `[dlp]` names. `None` when there is nothing
-    /// to look for. Rebuilt with the route whenever a secret changes.
+    /// The function's DLP scanner: the values of every kept version of the secrets it may
+    /// read, pinned or not (in every encoding the scanner knows), and the detectors its
+    /// `[dlp]` names. `None` when there is nothing to look for. Rebuilt with the route
+    /// whenever a secret changes.
     fn route_dlp(
         &self,
         spec: &FunctionSpec,
@@ -503,7 +550,7 @@ impl Functions {
         let mut builder = moat_dlp::Scanner::builder().detectors(detectors);
         let mut any_secret = false;
         for name in readable {
-            if let Some(value) = self.vault.get(name) {
+            for value in self.vault.all_versions(name) {
                 builder = builder.secret(name.clone(), value.as_bytes());
                 any_secret = true;
             }

@@ -19,5 +19,6 @@ mod kv;
 mod limits;
 mod policy;
 mod sandbox;
+mod secret_versions;
 mod tls;
 mod validation;
