@@ -50,6 +50,7 @@
 //! secret in ways no fixed list of encodings covers (reversing, XOR, splitting across two
 //! responses). The scanner catches accidental leaks and the encodings that tools produce.
 
+pub mod decode;
 mod error;
 mod finder;
 mod literals;
