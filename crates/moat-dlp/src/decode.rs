@@ -21,6 +21,10 @@ use flate2::{Crc, Decompress, FlushDecompress, Status};
 /// The most decoded bytes handed to the sink at once.
 pub const PIECE: usize = 32 * 1024;
 
+/// The decoded size Moat allows a compressed body by default (a response may be allowed
+/// more: see the gateway).
+pub const DEFAULT_DECODED_LIMIT: u64 = 16 << 20;
+
 /// A content coding Moat can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {

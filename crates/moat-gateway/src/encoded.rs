@@ -13,7 +13,6 @@
 //!   `content-encoding` (and with its new length); a clean one passes compressed. A streamed
 //!   one is always sent decoded and masked, since its headers leave before the verdict.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -23,7 +22,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use moat_dlp::decode::{Coding, DecodeError, Decoder};
-use moat_dlp::{Channel, Finding, Mode, StreamScanner};
+use moat_dlp::{Channel, DecodedStream, Finding, Mode, Step};
 
 use crate::dlp::{Blocked, FindingSink, Report, RouteDlp};
 use crate::server::{BoxError, GatewayBody};
@@ -31,7 +30,7 @@ use crate::server::{BoxError, GatewayBody};
 /// The fewest decoded bytes a compressed response may hold, whatever its
 /// `max_response_bytes` (a function may send that many bytes, so it may send that many
 /// decoded ones; compressed text often decodes to ten times its size).
-pub const MIN_DECODED_LIMIT: u64 = 16 << 20;
+pub const MIN_DECODED_LIMIT: u64 = moat_dlp::decode::DEFAULT_DECODED_LIMIT;
 
 /// The most decoded bytes a compressed response may hold.
 pub fn decode_limit(max_response_bytes: u64) -> u64 {
@@ -119,11 +118,15 @@ pub(crate) fn stream(
     }
     DecodedScan {
         inner,
-        decoder: Decoder::new(codings, decode_limit(max_response_bytes)),
-        scan: dlp.scanner.stream(),
-        mode: dlp.mode,
+        judged: DecodedStream::new(
+            &dlp.scanner,
+            codings,
+            decode_limit(max_response_bytes),
+            dlp.mode,
+        ),
+        block: dlp.mode == Mode::Block,
+        alert: dlp.mode == Mode::Alert,
         report,
-        pending: VecDeque::new(),
         done: false,
     }
     .boxed_unsync()
@@ -131,13 +134,10 @@ pub(crate) fn stream(
 
 struct DecodedScan {
     inner: GatewayBody,
-    decoder: Decoder,
-    scan: StreamScanner,
-    mode: Mode,
+    judged: DecodedStream,
+    block: bool,
+    alert: bool,
     report: FindingSink,
-    /// Block mode: compressed chunks held until the decoded bytes up to their mark (the
-    /// decoded length once they had been fed) are judged.
-    pending: VecDeque<(Bytes, u64)>,
     done: bool,
 }
 
@@ -145,62 +145,29 @@ impl DecodedScan {
     /// Decodes `chunk` (or, with `None`, ends the body) and judges what comes out: the
     /// bytes to send now, or an error that cuts the stream off.
     fn step(&mut self, chunk: Option<Bytes>) -> Result<Bytes, BoxError> {
-        let (scan, mode) = (&mut self.scan, self.mode);
-        let mut findings = Vec::new();
-        let mut masked = Vec::new();
-        let mut judge = |piece: &[u8]| {
-            if mode == Mode::Redact {
-                let r = scan.feed_release(piece);
-                masked.extend_from_slice(&r.bytes);
-                findings.extend(r.findings);
-            } else {
-                findings.extend(scan.feed(piece));
-            }
+        let step = match &chunk {
+            Some(data) => self.judged.feed(data),
+            None => self.judged.finish(),
         };
-        let decoded = match &chunk {
-            Some(data) => self.decoder.feed(data, &mut judge),
-            None => self.decoder.finish(&mut judge),
-        };
-        if let Err(e) = decoded {
+        let step = step.map_err(|e| -> BoxError {
             tracing::warn!("compressed response cut off by data-loss prevention: {e}");
-            return Err("compressed response could not be judged".into());
-        }
-        if chunk.is_none() {
-            if mode == Mode::Redact {
-                let r = self.scan.finish_release();
-                masked.extend_from_slice(&r.bytes);
-                findings.extend(r.findings);
-            } else {
-                findings.extend(self.scan.finish());
-            }
-        }
-        for f in &findings {
+            "compressed response could not be judged".into()
+        })?;
+        for f in &step.findings {
             (self.report)(Channel::ResponseBody, f);
         }
-        match mode {
-            Mode::Redact => Ok(Bytes::from(masked)),
-            // Alert passes what the function wrote, as it arrives.
-            Mode::Alert => Ok(chunk.unwrap_or_default()),
-            Mode::Block if !findings.is_empty() => {
-                self.pending.clear();
-                Err("response cut off by data-loss prevention".into())
-            }
-            Mode::Block => {
-                if let Some(data) = chunk {
-                    self.pending.push_back((data, self.decoder.decoded()));
-                }
-                let judged = self.scan.judged() as u64;
-                let mut out = Vec::new();
-                while let Some((data, mark)) = self.pending.front() {
-                    if *mark > judged {
-                        break;
-                    }
-                    out.extend_from_slice(data);
-                    self.pending.pop_front();
-                }
-                Ok(Bytes::from(out))
-            }
+        if self.mode_blocks(&step) {
+            return Err("response cut off by data-loss prevention".into());
         }
+        Ok(match chunk {
+            // Alert passes each chunk as written, without a copy.
+            Some(data) if self.alert => data,
+            _ => Bytes::from(step.bytes),
+        })
+    }
+
+    fn mode_blocks(&self, step: &Step) -> bool {
+        self.block && !step.findings.is_empty()
     }
 }
 

@@ -9,6 +9,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod canary;
+mod compressed;
 mod config;
 mod dlp;
 mod egress;
