@@ -42,7 +42,6 @@ impl RouteDlp {
     /// Judges (and in redact mode masks) the response headers. A `content-encoding` Moat
     /// cannot undo is refused here: its body could not be judged.
     pub fn headers(&self, headers: &mut HeaderMap, report: Report<'_>) -> Result<(), Blocked> {
-        crate::encoded::codings(headers)?;
         for value in headers.values_mut() {
             let findings = self.scanner.scan(value.as_bytes());
             if findings.is_empty() {
@@ -62,6 +61,8 @@ impl RouteDlp {
                 Mode::Alert => {}
             }
         }
+        // After the values are judged (a finding there is reported as such).
+        crate::encoded::codings(headers)?;
         Ok(())
     }
 

@@ -230,18 +230,6 @@ impl EgressDlp {
                 Mode::Alert => {}
             }
         }
-        let mut codings = Vec::new();
-        for value in request.headers().get_all(http::header::CONTENT_ENCODING) {
-            codings.extend(
-                moat_dlp::decode::parse_content_encoding(value.as_bytes())
-                    .map_err(|e| Denied(format!("data-loss prevention: {e}")))?,
-            );
-        }
-        if !codings.is_empty() && self.mode == Mode::Redact {
-            // The body goes out decoded and masked (`body`): say so.
-            request.headers_mut().remove(http::header::CONTENT_ENCODING);
-            request.headers_mut().remove(http::header::CONTENT_LENGTH);
-        }
         for value in request.headers_mut().values_mut() {
             let findings = self.scanner.scan(value.as_bytes());
             if findings.is_empty() {
@@ -263,6 +251,19 @@ impl EgressDlp {
                 }
                 Mode::Alert => {}
             }
+        }
+        // After the values are judged, so a finding in the header itself is reported.
+        let mut codings = Vec::new();
+        for value in request.headers().get_all(http::header::CONTENT_ENCODING) {
+            codings.extend(
+                moat_dlp::decode::parse_content_encoding(value.as_bytes())
+                    .map_err(|e| Denied(format!("data-loss prevention: {e}")))?,
+            );
+        }
+        if !codings.is_empty() && self.mode == Mode::Redact {
+            // The body goes out decoded and masked (`body`): say so.
+            request.headers_mut().remove(http::header::CONTENT_ENCODING);
+            request.headers_mut().remove(http::header::CONTENT_LENGTH);
         }
         Ok(())
     }
@@ -331,8 +332,9 @@ impl hyper::body::Body for DecodedBody {
             };
             let step = match step {
                 Ok(step) => step,
-                Err(_) => {
+                Err(e) => {
                     // A bomb, corrupt data, or a body cut short: it cannot be judged.
+                    tracing::warn!("outbound request body refused by data-loss prevention: {e}");
                     self.done = true;
                     return Poll::Ready(Some(Err(Error::HttpRequestDenied)));
                 }

@@ -221,6 +221,7 @@ fn recording_target() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
 #[test]
 fn a_compressed_secret_sent_out_to_an_allowed_host_is_refused() {
     let (port, seen) = recording_target();
+    let recorded = std::sync::Arc::clone(&seen);
     let node = Node::start();
     let dir = tempfile::tempdir().unwrap();
     node.set_secret("stripe-key", SECRET);
@@ -288,4 +289,38 @@ fn a_compressed_secret_sent_out_to_an_allowed_host_is_refused() {
         "{found:?}"
     );
     assert_eq!(found.len(), 5);
+    drop(seen);
+
+    // Redact: the body goes out decoded, masked, and no longer labeled compressed.
+    node.deploy(&manifest(
+        dir.path(),
+        "out-redact",
+        &wasm("tp_fetch"),
+        "/out-redact",
+        &format!(
+            "[permissions]\noutbound_hosts = [\"http://127.0.0.1:{port}\"]\nsecrets = [\"stripe-key\"]\n[dlp]\nmode = \"redact\"\n"
+        ),
+    ));
+    let (_, _, answer) = post(
+        &node,
+        &format!("/out-redact?bodyin=1&encoding=br&url={target}"),
+        &br(leak.as_bytes()),
+    );
+    assert_eq!(String::from_utf8_lossy(&answer), "status 200: ok");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let text = String::from_utf8_lossy(&seen_clone(&recorded)).into_owned();
+    assert!(!text.contains(SECRET));
+    let last = text
+        .rsplit("POST / HTTP/1.1")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        last.contains("payload=****") && !last.contains("content-encoding"),
+        "{last}"
+    );
+}
+
+fn seen_clone(seen: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> Vec<u8> {
+    seen.lock().unwrap().clone()
 }
