@@ -546,7 +546,7 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
         }
         SecretsCommand::Delete { name, version } => {
             let path = match version {
-                Some(n) => format!("/v1/secrets/{name}?version={n}"),
+                Some(n) => format!("/v1/secrets/{name}/versions/{n}"),
                 None => format!("/v1/secrets/{name}"),
             };
             let v = admin.call(Method::DELETE, &path, None).await?;

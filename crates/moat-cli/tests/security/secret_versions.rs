@@ -99,6 +99,15 @@ fn a_pinned_function_reads_its_version_and_a_bad_pin_fails_the_deploy() {
     let out = node.moat(&["secrets", "delete", "stripe-key"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("`pinned`"));
     node.moat_ok(&["secrets", "delete", "stripe-key", "--version", "2"]);
+    // The audit record names the version deleted.
+    let deletes = node.audit_records(None, "admin.delete", 3);
+    assert!(
+        deletes.iter().any(
+            |r| r["event"]["target"] == "/v1/secrets/stripe-key/versions/2"
+                && r["event"]["outcome"] == "succeeded"
+        ),
+        "{deletes:?}"
+    );
     let out = node.moat(&["secrets", "delete", "stripe-key", "--version", "3"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("current version"));
     let out = node.moat(&["secrets", "delete", "stripe-key", "--version", "2"]);

@@ -8,7 +8,7 @@ pub(super) async fn route(
     req: Request<Incoming>,
     method: &Method,
     segments: &[&str],
-    query: &HashMap<String, String>,
+    _query: &HashMap<String, String>,
 ) -> ApiResult {
     match (method, segments) {
         (&Method::GET, ["v1", "whoami"]) => Ok((StatusCode::OK, token_json(caller))),
@@ -166,11 +166,25 @@ pub(super) async fn route(
                 .collect();
             Ok((StatusCode::OK, json!({ "secrets": list })))
         }
-        (&Method::DELETE, ["v1", "secrets", name]) => {
+        (&Method::DELETE, ["v1", "secrets", name, rest @ ..])
+            if matches!(rest, [] | ["versions", _]) =>
+        {
             need(node, caller, Action::SecretsManage)?;
-            // `?version=N`: one old version; otherwise the secret and every version. Refused
-            // (409) while a serving function pins what would go.
-            let version = query_int(query, "version")?;
+            // `/versions/N`: one old version (a path, so the audit record names it);
+            // otherwise the secret and every version. Refused (409) while a serving function
+            // pins what would go.
+            let version = match rest {
+                ["versions", n] => {
+                    Some(n.parse::<i64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            format!("a secret version is a whole number from 1, not `{n}`"),
+                        )
+                    })?)
+                }
+                _ => None,
+            };
             if !node.functions.delete_secret(name, version).await? {
                 let what = match version {
                     Some(v) => format!("version {v} of secret `{name}`"),
