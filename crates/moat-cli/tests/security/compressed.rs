@@ -324,3 +324,91 @@ fn a_compressed_secret_sent_out_to_an_allowed_host_is_refused() {
 fn seen_clone(seen: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> Vec<u8> {
     seen.lock().unwrap().clone()
 }
+
+/// Hex lines from a xorshift generator: text that compresses only about twofold, so a few
+/// MiB of it stay longer than the hold-back once compressed.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(format!("{x:016x}\n").as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The data of a chunked body, and whether its last chunk arrived.
+fn dechunk(mut b: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let Some(size) = std::str::from_utf8(&b[..nl])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+        else {
+            return (out, false);
+        };
+        if size == 0 {
+            return (out, true);
+        }
+        let Some(data) = b.get(nl + 2..nl + 2 + size) else {
+            out.extend_from_slice(&b[(nl + 2).min(b.len())..]);
+            return (out, false);
+        };
+        out.extend_from_slice(data);
+        b = b.get(nl + 4 + size..).unwrap_or_default();
+    }
+}
+
+#[test]
+fn a_streamed_compressed_response_is_judged_as_it_goes() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    node.set_secret("stripe-key", SECRET);
+    deploy_echo(&node, dir.path(), "long", "block");
+    deploy_echo(&node, dir.path(), "long-redact", "redact");
+    let clean = noise(3 << 20);
+    let compressed = gzip(&clean);
+    assert!(compressed.len() > 1 << 20, "longer than the hold-back");
+
+    // Clean: streamed on, byte for byte as the function compressed it.
+    let (status, headers, raw) = post(&node, "/long?encoding=gzip", &compressed);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+    let (body, complete) = dechunk(&raw);
+    assert!(complete);
+    assert_eq!(body, compressed);
+
+    // The secret near the end: the stream is cut off, and nothing sent decodes to it.
+    let mut leaky = clean.clone();
+    leaky.extend_from_slice(format!(" key={SECRET} ").as_bytes());
+    leaky.extend_from_slice(&noise(4096));
+    let compressed = gzip(&leaky);
+    let (status, _, raw) = post(&node, "/long?encoding=gzip", &compressed);
+    assert_eq!(status, 200, "the response had started");
+    let (sent, complete) = dechunk(&raw);
+    assert!(!complete && sent.len() < compressed.len());
+    let mut decoded = Vec::new();
+    let _ = flate2::write::GzDecoder::new(&mut decoded).write_all(&sent);
+    assert!(decoded.len() > 1 << 20, "{}", decoded.len());
+    assert!(
+        !decoded
+            .windows(SECRET.len())
+            .any(|w| w == SECRET.as_bytes())
+    );
+
+    // Redact: sent decoded, masked, without content-encoding.
+    let (status, headers, raw) = post(&node, "/long-redact?encoding=gzip", &compressed);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), None);
+    let (body, complete) = dechunk(&raw);
+    assert!(complete);
+    assert_eq!(body.len(), leaky.len());
+    assert!(!body.windows(7).any(|w| w == b"sk_live"));
+    assert!(body.windows(5).any(|w| w == b"key=*"));
+}
