@@ -124,6 +124,17 @@ fn a_pinned_function_reads_its_version_and_a_bad_pin_fails_the_deploy() {
     // Once nothing pins it, the whole secret goes, every version with it.
     node.deploy(&deploy("pinned", "stripe-key"));
     assert!(read("pinned").starts_with(&format!("stripe-key={V3}\n")));
+    // Version 1 is no longer pinned by a serving version, so it may go; rolling back to the
+    // function's version that pinned it is then refused, and the current one keeps serving.
+    node.moat_ok(&["secrets", "delete", "stripe-key", "--version", "1"]);
+    let out = node.moat(&["functions", "rollback", "pinned"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("secret `stripe-key` has no version 1"),
+        "{err}"
+    );
+    assert!(read("pinned").starts_with(&format!("stripe-key={V3}\n")));
     node.moat_ok(&["secrets", "delete", "stripe-key"]);
     assert!(secret_json(&node, "stripe-key").is_null());
     assert_eq!(read("pinned"), "stripe-key absent\nkeys: ");
