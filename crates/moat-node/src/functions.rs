@@ -321,39 +321,10 @@ impl Functions {
         Ok(record)
     }
 
-    /// Deletes a secret (every version, or one), refused while a serving function pins
-    /// what would go. Under the deploy lock, so a deploy cannot pin it meanwhile.
-    pub async fn delete_secret(
-        &self,
-        name: &str,
-        version: Option<i64>,
-    ) -> Result<bool, DeployError> {
-        let _guard = self.changes.lock().await;
-        let active = self.store.active_versions().await?;
-        let pinned = crate::secrets::pinned_by(&active, name, version);
-        if !pinned.is_empty() {
-            let what = match version {
-                Some(v) => format!("version {v} of secret `{name}`"),
-                None => format!("secret `{name}`"),
-            };
-            return Err(DeployError::Conflict(format!(
-                "{what} is pinned by serving function{} `{}`; deploy {} without the pin first",
-                if pinned.len() == 1 { "" } else { "s" },
-                pinned.join("`, `"),
-                if pinned.len() == 1 { "it" } else { "them" },
-            )));
-        }
-        Ok(match version {
-            Some(v) => self
-                .store
-                .delete_secret_version(name, v)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Conflict(m) => DeployError::Conflict(m),
-                    other => other.into(),
-                })?,
-            None => self.store.delete_secret(name).await?,
-        })
+    /// Holds off deploys, rollbacks and deletes while held: for a change that must not race
+    /// one (deleting a secret version that a deploy could pin, `secrets::delete`).
+    pub async fn hold_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
     }
 
     pub async fn delete(&self, name: &str) -> Result<bool, DeployError> {

@@ -13,7 +13,9 @@ use moat_manifest::FunctionSpec;
 
 use moat_runtime::ConfigSource;
 use moat_runtime::config::{ConfigView, UsageObserver};
-use moat_store::Store;
+use moat_store::{Store, StoreError};
+
+use crate::functions::DeployError;
 
 /// Every kept version of every secret, reloaded whenever one changes.
 #[derive(Default)]
@@ -87,6 +89,42 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// Deletes a secret (every version, or one), refused while a serving function pins what
+/// would go. Deploys wait meanwhile, so none can pin it between the check and the delete.
+pub(crate) async fn delete(
+    functions: &crate::functions::Functions,
+    store: &Arc<dyn Store>,
+    name: &str,
+    version: Option<i64>,
+) -> Result<bool, DeployError> {
+    let _held = functions.hold_changes().await;
+    let active = store.active_versions().await?;
+    let pinned = pinned_by(&active, name, version);
+    if !pinned.is_empty() {
+        let what = match version {
+            Some(v) => format!("version {v} of secret `{name}`"),
+            None => format!("secret `{name}`"),
+        };
+        let one = pinned.len() == 1;
+        return Err(DeployError::Conflict(format!(
+            "{what} is pinned by serving function{} `{}`; deploy {} without the pin first",
+            if one { "" } else { "s" },
+            pinned.join("`, `"),
+            if one { "it" } else { "them" },
+        )));
+    }
+    Ok(match version {
+        Some(v) => store
+            .delete_secret_version(name, v)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => DeployError::Conflict(m),
+                other => other.into(),
+            })?,
+        None => store.delete_secret(name).await?,
+    })
 }
 
 /// The serving functions whose spec pins `name` (at `version`, or at any version).

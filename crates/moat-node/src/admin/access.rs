@@ -185,7 +185,7 @@ pub(super) async fn route(
                 }
                 _ => None,
             };
-            if !node.functions.delete_secret(name, version).await? {
+            if !crate::secrets::delete(&node.functions, &node.store, name, version).await? {
                 let what = match version {
                     Some(v) => format!("version {v} of secret `{name}`"),
                     None => format!("secret `{name}`"),
