@@ -63,6 +63,13 @@ pub struct PermissionsSection {
     pub secrets: Vec<String>,
 }
 
+impl PermissionsSection {
+    /// The grants as the locked spec holds them: names, with pins kept apart.
+    pub fn to_permissions(&self) -> Result<Permissions, SpecError> {
+        Permissions::with_secret_grants(self.outbound_hosts.clone(), self.kv.clone(), &self.secrets)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSection {
@@ -189,11 +196,7 @@ impl Manifest {
                 content_types: self.input.content_types.clone(),
                 schema,
             },
-            permissions: Permissions::with_secret_grants(
-                self.permissions.outbound_hosts.clone(),
-                self.permissions.kv.clone(),
-                &self.permissions.secrets,
-            )?,
+            permissions: self.permissions.to_permissions()?,
             config: self.config.clone(),
             dlp: {
                 // The secrets detector is always on, whatever the manifest lists.
