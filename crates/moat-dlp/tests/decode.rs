@@ -4,6 +4,8 @@
 //! function splits its writes cannot change what data-loss prevention sees. And a secret
 //! compressed in any coding is found by a streamed scan of the decoded bytes.
 
+#![allow(clippy::unwrap_used, reason = "test helpers: a failed step must panic")]
+
 use std::io::Write;
 use std::sync::Arc;
 
