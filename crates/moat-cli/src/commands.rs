@@ -541,8 +541,8 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
             let v = admin.call(Method::GET, "/v1/secrets", None).await?;
             print(out, &v, || {
                 let mut s = format!(
-                    "{:<32} {:>7}  {:<24}  {}",
-                    "NAME", "VERSION", "LAST READ", "READERS"
+                    "{:<32} {:>7}  {:<16}  {:<24}  {}",
+                    "NAME", "VERSION", "KEPT", "LAST READ", "READERS"
                 );
                 for m in v["secrets"].as_array().into_iter().flatten() {
                     let readers: Vec<&str> = m["readers"]
@@ -560,10 +560,30 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
                             .to_string()
                         })
                         .unwrap_or_else(|| "never".into());
+                    // Kept versions, each with the functions pinned to it: `1 (billing), 2, 3`.
+                    let kept: Vec<String> = m["versions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|v| {
+                            let pins: Vec<&str> = v["pinned_by"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|p| p.as_str())
+                                .collect();
+                            if pins.is_empty() {
+                                v["version"].to_string()
+                            } else {
+                                format!("{} ({})", v["version"], pins.join(" "))
+                            }
+                        })
+                        .collect();
                     s.push_str(&format!(
-                        "\n{:<32} {:>7}  {:<24}  {}",
+                        "\n{:<32} {:>7}  {:<16}  {:<24}  {}",
                         m["name"].as_str().unwrap_or(""),
                         m["version"],
+                        kept.join(", "),
                         last_read,
                         readers.join(", ")
                     ));
@@ -571,11 +591,16 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
                 s
             });
         }
-        SecretsCommand::Delete { name } => {
-            let v = admin
-                .call(Method::DELETE, &format!("/v1/secrets/{name}"), None)
-                .await?;
-            print(out, &v, || format!("deleted {name}"));
+        SecretsCommand::Delete { name, version } => {
+            let path = match version {
+                Some(n) => format!("/v1/secrets/{name}/versions/{n}"),
+                None => format!("/v1/secrets/{name}"),
+            };
+            let v = admin.call(Method::DELETE, &path, None).await?;
+            print(out, &v, || match version {
+                Some(n) => format!("deleted version {n} of {name}"),
+                None => format!("deleted {name} (every version)"),
+            });
         }
     }
     Ok(())

@@ -234,10 +234,15 @@ pub enum SecretsCommand {
         #[arg(long)]
         from_file: Option<PathBuf>,
     },
-    /// Names, versions and which functions may read them.
+    /// Names, kept versions (and which functions pin each), and which functions may read
+    /// them; never a value.
     List,
+    /// Delete a secret and every kept version, or with `--version N` one old version.
+    /// Refused while a serving function pins what would go.
     Delete {
         name: String,
+        #[arg(long)]
+        version: Option<i64>,
     },
 }
 

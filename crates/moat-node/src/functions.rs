@@ -256,6 +256,11 @@ impl Functions {
                 .map_err(|e| DeployError::Manifest(format!("`input.schema`: {e}")))?;
         }
         let _guard = self.changes.lock().await;
+        // A pinned secret version must exist now, and cannot be deleted while this
+        // version serves (`delete_secret` takes the same lock).
+        self.vault
+            .check_pins(&spec)
+            .map_err(DeployError::Manifest)?;
         let bytes = self.store.get_blob(digest).await?.ok_or_else(|| {
             DeployError::Component(format!("component `{digest}` has not been uploaded"))
         })?;
@@ -316,10 +321,21 @@ impl Functions {
     ) -> Result<VersionRecord, DeployError> {
         let _guard = self.changes.lock().await;
         let target = self.rollback_target(name, to).await?;
+        if let Ok(spec) = serde_json::from_str::<FunctionSpec>(&target.spec_json) {
+            self.vault.check_pins(&spec).map_err(|e| {
+                DeployError::Conflict(format!("version {} of `{name}`: {e}", target.version))
+            })?;
+        }
         self.prepare(&target.component_digest).await?;
         let record = self.store.activate_version(name, target.version).await?;
         self.refresh_routes().await?;
         Ok(record)
+    }
+
+    /// Holds off deploys, rollbacks and deletes while held: for a change that must not race
+    /// one (deleting a secret version that a deploy could pin, `secrets::delete`).
+    pub async fn hold_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
     }
 
     pub async fn delete(&self, name: &str) -> Result<bool, DeployError> {
@@ -436,6 +452,7 @@ impl Functions {
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                     secrets,
+                    pins: spec.permissions.secret_versions.clone(),
                     vault: Arc::clone(&self.vault),
                     denials: Arc::new(crate::secrets::SecretDenials {
                         vault: Arc::clone(&self.vault),
@@ -495,9 +512,10 @@ impl Functions {
         })
     }
 
-    /// The function's DLP scanner: the values of the secrets it may read (in every encoding
-    /// the scanner knows) and the detectors its `[dlp]` names. `None` when there is nothing
-    /// to look for. Rebuilt with the route whenever a secret changes.
+    /// The function's DLP scanner: the values of every kept version of the secrets it may
+    /// read, pinned or not (in every encoding the scanner knows), and the detectors its
+    /// `[dlp]` names. `None` when there is nothing to look for. Rebuilt with the route
+    /// whenever a secret changes.
     fn route_dlp(
         &self,
         spec: &FunctionSpec,
@@ -514,7 +532,7 @@ impl Functions {
         let mut builder = moat_dlp::Scanner::builder().detectors(detectors);
         let mut any_secret = false;
         for name in readable {
-            if let Some(value) = self.vault.get(name) {
+            for value in self.vault.all_versions(name) {
                 builder = builder.secret(name.clone(), value.as_bytes());
                 any_secret = true;
             }

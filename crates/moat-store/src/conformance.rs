@@ -16,6 +16,7 @@ pub async fn run_all(store: &dyn Store) {
     tokens_round_trip(store).await;
     logs_are_bounded(store).await;
     secrets_are_versioned(store).await;
+    secret_versions_are_deleted_one_by_one_and_never_reused(store).await;
     policies_round_trip(store).await;
     usage_aggregates(store).await;
     kv_buckets_and_quotas(store).await;
@@ -165,15 +166,79 @@ async fn secrets_are_versioned(store: &dyn Store) {
             .collect::<Vec<_>>(),
         vec![("other", 1), ("stripe-key", 2)]
     );
+    // Every version is kept, and listed without its value.
+    let kept = |meta: &[crate::SecretMeta], name: &str| -> Vec<i64> {
+        meta.iter()
+            .find(|m| m.name == name)
+            .map(|m| m.versions.iter().map(|v| v.version).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(kept(&meta, "stripe-key"), vec![1, 2]);
     assert_eq!(
-        store.secret_values().await.unwrap(),
+        secret_values(store).await,
         vec![
-            ("other".to_string(), "x".to_string()),
-            ("stripe-key".to_string(), "v2".to_string())
+            ("other".to_string(), 1, "x".to_string()),
+            ("stripe-key".to_string(), 1, "v1".to_string()),
+            ("stripe-key".to_string(), 2, "v2".to_string()),
         ]
     );
     assert!(store.delete_secret("other").await.unwrap());
     assert!(!store.delete_secret("other").await.unwrap());
+}
+
+async fn secret_values(store: &dyn Store) -> Vec<(String, i64, String)> {
+    store
+        .secret_values()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.name, v.version, v.value.to_string()))
+        .collect()
+}
+
+async fn secret_versions_are_deleted_one_by_one_and_never_reused(store: &dyn Store) {
+    for v in ["a1", "a2", "a3"] {
+        store.put_secret("rotating", v).await.unwrap();
+    }
+    // An old version goes alone; the others stay.
+    assert!(store.delete_secret_version("rotating", 2).await.unwrap());
+    assert!(!store.delete_secret_version("rotating", 2).await.unwrap());
+    assert!(!store.delete_secret_version("rotating", 99).await.unwrap());
+    assert!(!store.delete_secret_version("no-such", 1).await.unwrap());
+    let values = secret_values(store).await;
+    let rotating: Vec<_> = values.iter().filter(|v| v.0 == "rotating").collect();
+    assert_eq!(
+        rotating
+            .iter()
+            .map(|v| (v.1, v.2.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, "a1"), (3, "a3")]
+    );
+    // The current version cannot be deleted alone.
+    assert!(matches!(
+        store.delete_secret_version("rotating", 3).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A new version takes the next number, not a deleted one.
+    assert!(store.delete_secret_version("rotating", 1).await.unwrap());
+    assert_eq!(store.put_secret("rotating", "a4").await.unwrap(), 4);
+    // Deleting the whole secret takes every version; setting it again never reuses a
+    // number, so a pin on an old number cannot come to mean a new value.
+    assert!(store.delete_secret("rotating").await.unwrap());
+    assert!(
+        !store
+            .list_secrets()
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "rotating")
+    );
+    assert!(!secret_values(store).await.iter().any(|v| v.0 == "rotating"));
+    assert_eq!(store.put_secret("rotating", "b").await.unwrap(), 5);
+    let meta = store.list_secrets().await.unwrap();
+    let m = meta.iter().find(|m| m.name == "rotating").unwrap();
+    assert_eq!((m.version, m.versions.len()), (5, 1));
+    assert!(store.delete_secret("rotating").await.unwrap());
 }
 
 fn new_version(function: &str, route: &str, digest: &str, spec: &str) -> NewVersion {

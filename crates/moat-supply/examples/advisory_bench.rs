@@ -39,7 +39,7 @@ const ECOSYSTEMS: [(Ecosystem, &str, &str); 3] = [
 
 fn package_name(eco: usize, i: u64) -> String {
     match eco {
-        1 if i % 5 == 0 => format!("@scope{}/pkg-{i}", i % 17),
+        1 if i.is_multiple_of(5) => format!("@scope{}/pkg-{i}", i % 17),
         _ => format!("pkg-{i}"),
     }
 }

@@ -145,6 +145,33 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     "#,
     ),
     (
+        9,
+        // Secret versions: every version is kept (sealed, the version bound into its
+        // associated data as before, so existing rows move without re-sealing), and the
+        // highest number a name ever had is kept apart, so a deleted and re-created secret
+        // never reuses a version number. `legacy_value` carries a plaintext value from a
+        // store older than sealing (migration 7) until the node seals it at start.
+        r#"
+    CREATE TABLE secret_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sealed BLOB,
+        legacy_value TEXT,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE secret_names (
+        name TEXT PRIMARY KEY,
+        last_version INTEGER NOT NULL
+    );
+    INSERT INTO secret_versions (name, version, sealed, legacy_value, created_at_ms)
+        SELECT name, version, sealed, CASE WHEN sealed IS NULL THEN value END, updated_at_ms
+        FROM secrets;
+    INSERT INTO secret_names (name, last_version) SELECT name, version FROM secrets;
+    DROP TABLE secrets;
+    "#,
+    ),
+    (
         10,
         r#"
     CREATE TABLE trusted_keys (

@@ -24,13 +24,6 @@ pub(super) fn bucket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketRecord
     })
 }
 
-pub(super) fn secret_aad(name: &str, version: i64) -> Vec<u8> {
-    let mut aad = b"secret\0".to_vec();
-    aad.extend_from_slice(&version.to_be_bytes());
-    aad.extend_from_slice(name.as_bytes());
-    aad
-}
-
 pub(super) fn bucket_exists(c: &Connection, bucket: &str) -> Result<()> {
     c.query_row(
         "SELECT 1 FROM kv_buckets WHERE name = ?1",
