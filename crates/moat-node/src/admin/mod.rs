@@ -480,6 +480,70 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Every `(&Method::X, ["v1", ...])` arm of the admin router is in the OpenAPI document,
+    /// with that method (path parameters compared by position, not name).
+    #[test]
+    fn every_endpoint_is_in_the_openapi_document() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let shape = |path: &str| -> String {
+            path.split('/')
+                .map(|s| if s.starts_with('{') { "{}" } else { s })
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, ops)| {
+                let ops = ops.as_object().cloned().unwrap_or_default();
+                let path = shape(path);
+                ops.keys()
+                    .map(move |m| (m.to_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let sources = [
+            include_str!("functions.rs"),
+            include_str!("access.rs"),
+            include_str!("operations.rs"),
+            include_str!("supply.rs"),
+        ];
+        let mut routes = 0;
+        for source in sources {
+            for arm in source.split("(&Method::").skip(1) {
+                let Some((method, rest)) = arm.split_once(", [") else {
+                    continue;
+                };
+                let Some((segments, _)) = rest.split_once(']') else {
+                    continue;
+                };
+                // `name, rest @ ..` arms stand for several documented paths: the fixed
+                // prefix must be documented with that method.
+                let (segments, open) = match segments.split_once("@ ..") {
+                    Some((head, _)) => (head.rsplit_once(',').map_or(head, |(h, _)| h), true),
+                    None => (segments, false),
+                };
+                let path: String = segments
+                    .split(',')
+                    .map(|s| {
+                        let s = s.trim();
+                        match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                            Some(literal) => literal.to_string(),
+                            None => "{}".to_string(),
+                        }
+                    })
+                    .fold(String::new(), |acc, s| acc + "/" + &s);
+                routes += 1;
+                let found = documented.iter().any(|(m, p)| {
+                    m == method && (*p == path || (open && p.starts_with(&format!("{path}/"))))
+                });
+                assert!(found, "{method} {path} is not in openapi.json");
+            }
+        }
+        assert!(routes > 30, "found only {routes} routes");
+    }
+
     #[test]
     fn query_decoding() {
         let q = parse_query("request_id=a%20b&x=%zz&y=1+2&bad=%e2%82");
