@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
                     content_types: m.input.content_types.clone(),
                     schema: None,
                 },
-                permissions: m.permissions.clone(),
+                permissions: m
+                    .permissions
+                    .to_permissions()
+                    .expect("parse accepted its permissions"),
                 config: m.config.clone(),
                 dlp: m.dlp.clone(),
             };

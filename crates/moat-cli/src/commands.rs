@@ -22,7 +22,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = cli.output;
     match cli.command {
         Command::Up(args) => up(cli.data_dir, args).await,
-        Command::Deploy { path } => deploy(&admin, &path, out).await,
+        Command::Deploy { path, signature } => {
+            deploy(&admin, &path, signature.as_deref(), out).await
+        }
+        Command::Trust { command } => crate::node_supply::trust(&admin, command, out).await,
+        Command::Settings { command } => crate::node_supply::settings(&admin, command, out).await,
+        Command::Advisories { command } => {
+            crate::node_supply::advisories(&admin, command, out).await
+        }
         Command::Invoke {
             name,
             data,
@@ -161,7 +168,12 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
     .await
 }
 
-async fn deploy(admin: &Admin, path: &Path, out: Output) -> anyhow::Result<()> {
+async fn deploy(
+    admin: &Admin,
+    path: &Path,
+    signature: Option<&Path>,
+    out: Output,
+) -> anyhow::Result<()> {
     let manifest_path = if path.is_dir() {
         path.join("moat.toml")
     } else {
@@ -176,27 +188,54 @@ async fn deploy(admin: &Admin, path: &Path, out: Output) -> anyhow::Result<()> {
         .call(
             Method::PUT,
             &format!("/v1/components/{digest}"),
-            Some(("application/wasm", Bytes::from(locked.component))),
+            Some(("application/wasm", Bytes::from(locked.component.clone()))),
         )
         .await
         .with_context(|| format!("upload of `{}` refused", locked.component_path.display()))?;
+    // After the upload, so that what is not a component is refused by the node, saying why.
+    let (signature, sbom) = crate::node_supply::deploy_extras(
+        &locked.component_path,
+        &locked.component,
+        base,
+        manifest.function.sbom.as_deref(),
+        signature,
+    )?;
     let deployed = admin
         .json(
             Method::POST,
             "/v1/functions",
-            &json!({ "spec": locked.spec, "component": digest }),
+            &json!({
+                "spec": locked.spec, "component": digest,
+                "signature": signature, "sbom": sbom,
+            }),
         )
         .await
         .with_context(|| format!("deploy of `{}` failed", locked.spec.name))?;
     let value = json!({ "deployed": deployed, "component": uploaded });
     print(out, &value, || {
-        format!(
-            "deployed {} version {} at {} (component sha256:{})",
+        let mut s = format!(
+            "deployed {} version {} at {} (component sha256:{}, {})",
             deployed["function"].as_str().unwrap_or("?"),
             deployed["version"],
             deployed["route"].as_str().unwrap_or("?"),
-            &digest[..12]
-        )
+            &digest[..12],
+            match deployed["signer"].as_str() {
+                Some(signer) => format!("signed by {signer}"),
+                None => "unsigned".into(),
+            }
+        );
+        for (key, label) in [("findings", "finding"), ("ignored_findings", "ignored")] {
+            for f in deployed[key].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "\n{label}: {} ({}) in {} {}",
+                    f["id"].as_str().unwrap_or(""),
+                    f["severity"].as_str().unwrap_or(""),
+                    f["package"].as_str().unwrap_or(""),
+                    f["version"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        s
     });
     Ok(())
 }
@@ -312,7 +351,14 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
                 s
             });
         }
-        FunctionsCommand::Show { name } => {
+        FunctionsCommand::Show { name, sbom: true } => {
+            let v = admin
+                .call(Method::GET, &format!("/v1/functions/{name}/sbom"), None)
+                .await?;
+            // CycloneDX is JSON whatever `--output` says.
+            print(Output::Json, &v, String::new);
+        }
+        FunctionsCommand::Show { name, sbom: false } => {
             let v = admin
                 .call(Method::GET, &format!("/v1/functions/{name}"), None)
                 .await?;
@@ -339,6 +385,7 @@ async fn functions(admin: &Admin, command: FunctionsCommand, out: Output) -> any
                             .unwrap_or("")
                     ));
                 }
+                s.push_str(&crate::node_supply::show_supply(&v));
                 s
             });
         }
@@ -494,8 +541,8 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
             let v = admin.call(Method::GET, "/v1/secrets", None).await?;
             print(out, &v, || {
                 let mut s = format!(
-                    "{:<32} {:>7}  {:<24}  {}",
-                    "NAME", "VERSION", "LAST READ", "READERS"
+                    "{:<32} {:>7}  {:<16}  {:<24}  {}",
+                    "NAME", "VERSION", "KEPT", "LAST READ", "READERS"
                 );
                 for m in v["secrets"].as_array().into_iter().flatten() {
                     let readers: Vec<&str> = m["readers"]
@@ -513,10 +560,30 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
                             .to_string()
                         })
                         .unwrap_or_else(|| "never".into());
+                    // Kept versions, each with the functions pinned to it: `1 (billing), 2, 3`.
+                    let kept: Vec<String> = m["versions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|v| {
+                            let pins: Vec<&str> = v["pinned_by"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|p| p.as_str())
+                                .collect();
+                            if pins.is_empty() {
+                                v["version"].to_string()
+                            } else {
+                                format!("{} ({})", v["version"], pins.join(" "))
+                            }
+                        })
+                        .collect();
                     s.push_str(&format!(
-                        "\n{:<32} {:>7}  {:<24}  {}",
+                        "\n{:<32} {:>7}  {:<16}  {:<24}  {}",
                         m["name"].as_str().unwrap_or(""),
                         m["version"],
+                        kept.join(", "),
                         last_read,
                         readers.join(", ")
                     ));
@@ -524,11 +591,16 @@ async fn secrets(admin: &Admin, command: SecretsCommand, out: Output) -> anyhow:
                 s
             });
         }
-        SecretsCommand::Delete { name } => {
-            let v = admin
-                .call(Method::DELETE, &format!("/v1/secrets/{name}"), None)
-                .await?;
-            print(out, &v, || format!("deleted {name}"));
+        SecretsCommand::Delete { name, version } => {
+            let path = match version {
+                Some(n) => format!("/v1/secrets/{name}/versions/{n}"),
+                None => format!("/v1/secrets/{name}"),
+            };
+            let v = admin.call(Method::DELETE, &path, None).await?;
+            print(out, &v, || match version {
+                Some(n) => format!("deleted version {n} of {name}"),
+                None => format!("deleted {name} (every version)"),
+            });
         }
     }
     Ok(())

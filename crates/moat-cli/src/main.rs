@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod node_supply;
 mod operations;
 mod supply;
 
@@ -62,6 +63,9 @@ enum Command {
     Deploy {
         #[arg(default_value = "moat.toml")]
         path: PathBuf,
+        /// The component's minisign signature (default: COMPONENT.minisig, when present).
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
     },
     /// Call a deployed function through the gateway.
     Invoke {
@@ -147,6 +151,22 @@ enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Public keys whose signatures this node accepts.
+    Trust {
+        #[command(subcommand)]
+        command: node_supply::TrustCommand,
+    },
+    /// Node settings shared by every node of a cluster (`require_signature`,
+    /// `block_severity`); each change is audited.
+    Settings {
+        #[command(subcommand)]
+        command: node_supply::SettingsCommand,
+    },
+    /// The node's advisory database and its exceptions.
+    Advisories {
+        #[command(subcommand)]
+        command: node_supply::AdvisoriesCommand,
+    },
     #[command(flatten)]
     Supply(supply::SupplyCommand),
     /// Internal: compile a component from stdin under resource limits (used by the node).
@@ -163,8 +183,14 @@ enum Command {
 enum FunctionsCommand {
     /// List functions.
     List,
-    /// Show a function, its versions and its serving spec.
-    Show { name: String },
+    /// Show a function: versions, serving spec, signer, dependencies and findings, and the
+    /// component's imports, exports, size and producers.
+    Show {
+        name: String,
+        /// Print the serving version's bill of materials as CycloneDX JSON instead.
+        #[arg(long)]
+        sbom: bool,
+    },
     /// Delete a function and all its versions.
     Delete { name: String },
     /// Serve an earlier version (default: the one before the serving one).
@@ -208,10 +234,15 @@ pub enum SecretsCommand {
         #[arg(long)]
         from_file: Option<PathBuf>,
     },
-    /// Names, versions and which functions may read them.
+    /// Names, kept versions (and which functions pin each), and which functions may read
+    /// them; never a value.
     List,
+    /// Delete a secret and every kept version, or with `--version N` one old version.
+    /// Refused while a serving function pins what would go.
     Delete {
         name: String,
+        #[arg(long)]
+        version: Option<i64>,
     },
 }
 

@@ -50,6 +50,8 @@
 //! secret in ways no fixed list of encodings covers (reversing, XOR, splitting across two
 //! responses). The scanner catches accidental leaks and the encodings that tools produce.
 
+pub mod decode;
+mod decoded;
 mod error;
 mod finder;
 mod literals;
@@ -58,6 +60,7 @@ mod patterns;
 mod scanner;
 mod stream;
 
+pub use decoded::{DecodedStream, Step};
 pub use error::DlpError;
 pub use literals::{MIN_BASE64_SECRET_LEN, MIN_SECRET_LEN};
 pub use names::{Channel, Detector, DetectorSet, Encoding, Mode};

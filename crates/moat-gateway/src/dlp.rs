@@ -5,9 +5,9 @@
 //! in `block` mode a finding turns it into `502 response_blocked`; in `redact` mode the
 //! matches are masked; in `alert` mode it passes. A longer response streams through a
 //! [`moat_dlp::StreamScanner`], which releases only judged bytes; a finding in `block` mode
-//! cuts the stream off. Headers are judged too. A compressed response cannot be judged, so
-//! with DLP on it is refused. Every finding is reported (function, channel, detector,
-//! request id — never the matched bytes).
+//! cuts the stream off. Headers are judged too. A compressed response is judged decoded
+//! (`crate::encoded`); one Moat cannot decode is refused. Every finding is reported
+//! (function, channel, detector, request id — never the matched bytes).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{CONTENT_ENCODING, HeaderValue};
+use http::header::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use moat_dlp::{Channel, Finding, Mode, Scanner, StreamScanner};
@@ -39,14 +39,9 @@ pub type FindingSink = Box<dyn Fn(Channel, &Finding) + Send + Sync>;
 pub struct Blocked;
 
 impl RouteDlp {
-    /// Judges (and in redact mode masks) the response headers.
+    /// Judges (and in redact mode masks) the response headers. A `content-encoding` Moat
+    /// cannot undo is refused here: its body could not be judged.
     pub fn headers(&self, headers: &mut HeaderMap, report: Report<'_>) -> Result<(), Blocked> {
-        if let Some(enc) = headers.get(CONTENT_ENCODING)
-            && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
-        {
-            // A compressed body cannot be judged; refusing it is the safe answer.
-            return Err(Blocked);
-        }
         for value in headers.values_mut() {
             let findings = self.scanner.scan(value.as_bytes());
             if findings.is_empty() {
@@ -66,11 +61,32 @@ impl RouteDlp {
                 Mode::Alert => {}
             }
         }
+        // After the values are judged (a finding there is reported as such).
+        crate::encoded::codings(headers)?;
         Ok(())
     }
 
-    /// Judges a whole (held-back) body.
-    pub fn whole(&self, body: Bytes, report: Report<'_>) -> Result<Bytes, Blocked> {
+    /// Judges a whole (held-back) body; a compressed one decoded, within a cap derived from
+    /// `max_response_bytes` (in redact mode a finding sends it decoded, masked, and without
+    /// its `content-encoding`).
+    pub fn whole(
+        &self,
+        headers: &mut HeaderMap,
+        body: Bytes,
+        max_response_bytes: u64,
+        report: Report<'_>,
+    ) -> Result<Bytes, Blocked> {
+        let codings = crate::encoded::codings(headers)?;
+        if !codings.is_empty() {
+            return crate::encoded::whole(
+                self,
+                &codings,
+                headers,
+                body,
+                max_response_bytes,
+                report,
+            );
+        }
         match self.mode {
             Mode::Redact => {
                 let (masked, findings) = self.scanner.redact(&body);
@@ -97,8 +113,29 @@ impl RouteDlp {
         }
     }
 
-    /// Wraps a body too long to hold back.
-    pub fn stream(&self, inner: GatewayBody, report: FindingSink) -> GatewayBody {
+    /// Wraps a body too long to hold back (a compressed one is decoded as it streams).
+    pub fn stream(
+        &self,
+        headers: &mut HeaderMap,
+        inner: GatewayBody,
+        max_response_bytes: u64,
+        report: FindingSink,
+    ) -> GatewayBody {
+        match crate::encoded::codings(headers) {
+            Ok(codings) if codings.is_empty() => {}
+            Ok(codings) => {
+                return crate::encoded::stream(
+                    self,
+                    &codings,
+                    headers,
+                    inner,
+                    max_response_bytes,
+                    report,
+                );
+            }
+            // Refused with the headers already; never reached, but never unjudged either.
+            Err(Blocked) => return refused_body(),
+        }
         ScannedBody {
             inner,
             scan: self.scanner.stream(),
@@ -108,6 +145,26 @@ impl RouteDlp {
         }
         .boxed_unsync()
     }
+}
+
+/// A body that fails at once: the stream is cut off before a byte.
+fn refused_body() -> GatewayBody {
+    struct Fail(bool);
+    impl Body for Fail {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.0 {
+                return Poll::Ready(None);
+            }
+            self.0 = true;
+            Poll::Ready(Some(Err("response refused by data-loss prevention".into())))
+        }
+    }
+    Fail(false).boxed_unsync()
 }
 
 struct ScannedBody {
@@ -200,6 +257,7 @@ impl Body for ScannedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_ENCODING;
     use std::sync::Mutex;
 
     fn dlp(mode: Mode) -> RouteDlp {
@@ -218,20 +276,20 @@ mod tests {
         let seen = Mutex::new(Vec::new());
         let report = |c: Channel, f: &Finding| seen.lock().unwrap().push((c, f.detector));
         let body = Bytes::from_static(b"{\"key\":\"sk_live_abcdef123456\"}");
-        assert_eq!(dlp(Mode::Block).whole(body.clone(), &report), Err(Blocked));
-        let masked = dlp(Mode::Redact).whole(body.clone(), &report).unwrap();
+        let whole = |mode, body: &Bytes| {
+            dlp(mode).whole(&mut HeaderMap::new(), body.clone(), 1 << 20, &report)
+        };
+        assert_eq!(whole(Mode::Block, &body), Err(Blocked));
+        let masked = whole(Mode::Redact, &body).unwrap();
         assert!(!masked.windows(6).any(|w| w == b"sk_liv"));
-        assert_eq!(dlp(Mode::Alert).whole(body.clone(), &report).unwrap(), body);
+        assert_eq!(whole(Mode::Alert, &body).unwrap(), body);
         assert_eq!(seen.lock().unwrap().len(), 3);
         let clean = Bytes::from_static(b"nothing here");
-        assert_eq!(
-            dlp(Mode::Block).whole(clean.clone(), &report).unwrap(),
-            clean
-        );
+        assert_eq!(whole(Mode::Block, &clean).unwrap(), clean);
     }
 
     #[test]
-    fn headers_are_judged_and_compressed_bodies_refused() {
+    fn headers_are_judged_and_unknown_codings_refused() {
         let report = |_: Channel, _: &Finding| {};
         let mut h = HeaderMap::new();
         h.insert("x-leak", HeaderValue::from_static("sk_live_abcdef123456"));
@@ -241,9 +299,20 @@ mod tests {
         );
         dlp(Mode::Redact).headers(&mut h, &report).unwrap();
         assert!(!h["x-leak"].to_str().unwrap().contains("sk_live"));
-        let mut gz = HeaderMap::new();
-        gz.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        assert_eq!(dlp(Mode::Alert).headers(&mut gz, &report), Err(Blocked));
+        for (coding, ok) in [
+            ("gzip", true),
+            ("gzip, br", true),
+            ("zstd", false),
+            ("br, x", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding));
+            assert_eq!(
+                dlp(Mode::Alert).headers(&mut h, &report).is_ok(),
+                ok,
+                "{coding}"
+            );
+        }
     }
 
     fn chunks(parts: Vec<Vec<u8>>) -> GatewayBody {
@@ -259,11 +328,17 @@ mod tests {
                 b"def123456 yy".to_vec(),
             ]
         };
-        let body = dlp(Mode::Block).stream(chunks(parts()), Box::new(|_, _| {}));
-        assert!(body.collect().await.is_err());
+        let stream = |mode, parts| {
+            dlp(mode).stream(
+                &mut HeaderMap::new(),
+                chunks(parts),
+                1 << 20,
+                Box::new(|_, _| {}),
+            )
+        };
+        assert!(stream(Mode::Block, parts()).collect().await.is_err());
         // Redact: the same stream arrives whole, masked.
-        let out = dlp(Mode::Redact)
-            .stream(chunks(parts()), Box::new(|_, _| {}))
+        let out = stream(Mode::Redact, parts())
             .collect()
             .await
             .unwrap()
@@ -272,8 +347,7 @@ mod tests {
         assert!(out.ends_with(b" yy"));
         assert!(!out.windows(4).any(|w| w == b"sk_l"));
         // Alert: unchanged.
-        let out = dlp(Mode::Alert)
-            .stream(chunks(parts()), Box::new(|_, _| {}))
+        let out = stream(Mode::Alert, parts())
             .collect()
             .await
             .unwrap()

@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod dlp;
+pub mod encoded;
 mod errors;
 pub mod limits;
 mod routes;

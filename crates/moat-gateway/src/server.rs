@@ -357,7 +357,7 @@ impl Gateway {
         let body = match hold_back(body.map_err(BoxError::from).boxed_unsync(), max, on_cut).await {
             Held::Whole(bytes) => {
                 let bytes = match &route.dlp {
-                    Some(dlp) => match dlp.whole(bytes, &report) {
+                    Some(dlp) => match dlp.whole(&mut parts.headers, bytes, max, &report) {
                         Ok(bytes) => bytes,
                         Err(_) => return Err(blocked(&self.observer)),
                     },
@@ -379,7 +379,9 @@ impl Gateway {
                         request_id.to_string(),
                     );
                     dlp.stream(
+                        &mut parts.headers,
                         body,
+                        max,
                         Box::new(move |c, f| {
                             observer.dlp_finding(
                                 &function,

@@ -44,11 +44,30 @@ pub struct Manifest {
     #[serde(default)]
     pub input: InputSection,
     #[serde(default)]
-    pub permissions: Permissions,
+    pub permissions: PermissionsSection,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub dlp: Dlp,
+}
+
+/// `[permissions]` as written: `secrets` entries may pin a version (`"stripe-key@3"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionsSection {
+    #[serde(default)]
+    pub outbound_hosts: Vec<String>,
+    #[serde(default)]
+    pub kv: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+impl PermissionsSection {
+    /// The grants as the locked spec holds them: names, with pins kept apart.
+    pub fn to_permissions(&self) -> Result<Permissions, SpecError> {
+        Permissions::with_secret_grants(self.outbound_hosts.clone(), self.kv.clone(), &self.secrets)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,7 +80,7 @@ pub struct FunctionSection {
     #[serde(default)]
     pub auth: Auth,
     /// A CycloneDX or SPDX JSON SBOM of the component, relative to the manifest (read by
-    /// `moat scan`; the component's own `cargo auditable` data takes precedence).
+    /// `moat scan` and `moat deploy`; the component's own `cargo auditable` data takes precedence).
     #[serde(default)]
     pub sbom: Option<String>,
 }
@@ -101,7 +120,7 @@ impl Manifest {
         })?;
         manifest
             .to_spec(None)
-            .validate()
+            .and_then(|spec| spec.validate())
             .map_err(|e| ManifestError {
                 file: file.to_string(),
                 key: Some(e.key),
@@ -154,7 +173,9 @@ impl Manifest {
                 Some(value)
             }
         };
-        let spec = self.to_spec(schema);
+        let spec = self
+            .to_spec(schema)
+            .map_err(|e| err(&e.key, e.message.clone()))?;
         spec.validate()
             .map_err(|e| err(&e.key, e.message.clone()))?;
         Ok(Locked {
@@ -164,8 +185,8 @@ impl Manifest {
         })
     }
 
-    fn to_spec(&self, schema: Option<serde_json::Value>) -> FunctionSpec {
-        FunctionSpec {
+    fn to_spec(&self, schema: Option<serde_json::Value>) -> Result<FunctionSpec, SpecError> {
+        Ok(FunctionSpec {
             name: self.function.name.clone(),
             route: self.function.route.clone(),
             auth: self.function.auth,
@@ -175,7 +196,7 @@ impl Manifest {
                 content_types: self.input.content_types.clone(),
                 schema,
             },
-            permissions: self.permissions.clone(),
+            permissions: self.permissions.to_permissions()?,
             config: self.config.clone(),
             dlp: {
                 // The secrets detector is always on, whatever the manifest lists.
@@ -185,7 +206,7 @@ impl Manifest {
                 }
                 dlp
             },
-        }
+        })
     }
 }
 
@@ -326,6 +347,72 @@ detectors = ["secrets", "credit-card"]
     fn config_key_clashing_with_a_secret_is_an_error() {
         let e = parse_err(&GOOD.replace("currency = \"EUR\"", "stripe-key = \"x\""));
         assert_eq!(e.key.as_deref(), Some("config.stripe-key"));
+    }
+
+    #[test]
+    fn a_secret_may_be_pinned_to_a_version() {
+        let m = Manifest::parse(
+            "moat.toml",
+            &GOOD.replace(
+                "secrets = [\"stripe-key\"]",
+                "secrets = [\"stripe-key@3\", \"db\"]",
+            ),
+        )
+        .unwrap();
+        let spec = m.to_spec(None).unwrap();
+        // The name alone is the grant; the pin is kept apart.
+        assert_eq!(spec.permissions.secrets, vec!["stripe-key", "db"]);
+        assert_eq!(spec.permissions.secret_version("stripe-key"), Some(3));
+        assert_eq!(spec.permissions.secret_version("db"), None);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["permissions"]["secret_versions"]["stripe-key"], 3);
+        // Unpinned specs serialize as before.
+        let plain = Manifest::parse("moat.toml", GOOD)
+            .unwrap()
+            .to_spec(None)
+            .unwrap();
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(
+            json["permissions"].get("secret_versions").is_none(),
+            "{json}"
+        );
+
+        for bad in [
+            "stripe-key@0",
+            "stripe-key@",
+            "stripe-key@x",
+            "stripe-key@-1",
+            "stripe-key@+3",
+            "@3",
+            "stripe-key@1@2",
+            "Stripe@1",
+        ] {
+            let e = parse_err(&GOOD.replace(
+                "secrets = [\"stripe-key\"]",
+                &format!("secrets = [\"{bad}\"]"),
+            ));
+            assert_eq!(e.key.as_deref(), Some("permissions.secrets"), "{bad}: {e}");
+            assert!(e.message.contains("stripe-key@3"), "{bad}: {e}");
+        }
+        let e = parse_err(&GOOD.replace(
+            "secrets = [\"stripe-key\"]",
+            "secrets = [\"stripe-key@2\", \"stripe-key@3\"]",
+        ));
+        assert!(e.message.contains("more than once"), "{e}");
+        // A pinned secret still clashes with a config key of its name.
+        let e = parse_err(
+            &GOOD
+                .replace("secrets = [\"stripe-key\"]", "secrets = [\"stripe-key@2\"]")
+                .replace("currency = \"EUR\"", "stripe-key = \"x\""),
+        );
+        assert_eq!(e.key.as_deref(), Some("config.stripe-key"));
+        // A spec sent straight to the node cannot pin what it does not grant.
+        let mut spec = plain;
+        spec.permissions.secret_versions.insert("other".into(), 1);
+        assert_eq!(
+            spec.validate().unwrap_err().key,
+            "permissions.secret_versions"
+        );
     }
 
     #[test]

@@ -93,8 +93,86 @@ pub struct Permissions {
     pub outbound_hosts: Vec<String>,
     #[serde(default)]
     pub kv: Vec<String>,
+    /// Secret names. A version pinned in the manifest (`"stripe-key@3"`) is kept apart in
+    /// `secret_versions`, so grants, policy and review see only the name.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Pinned versions by secret name; a granted secret not named here reads its current
+    /// version. Every key is also in `secrets`. Absent from the JSON when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_versions: BTreeMap<String, i64>,
+}
+
+/// One `permissions.secrets` entry as written in a manifest: `NAME` or `NAME@VERSION`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretGrant {
+    pub name: String,
+    pub version: Option<i64>,
+}
+
+impl FromStr for SecretGrant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = || {
+            format!(
+                "expected a secret name of [a-z0-9-], optionally pinned to a version (\"stripe-key@3\"), found `{s}`"
+            )
+        };
+        let (name, version) = match s.split_once('@') {
+            None => (s, None),
+            Some((name, text)) => {
+                let v: i64 = match text.parse() {
+                    Ok(v) if v >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => v,
+                    _ => return Err(expected()),
+                };
+                (name, Some(v))
+            }
+        };
+        if !is_name(name, 128) {
+            return Err(expected());
+        }
+        Ok(SecretGrant {
+            name: name.to_string(),
+            version,
+        })
+    }
+}
+
+impl Permissions {
+    /// The grants of a manifest's `permissions.secrets` list: names, and pins kept apart.
+    pub fn with_secret_grants(
+        outbound_hosts: Vec<String>,
+        kv: Vec<String>,
+        entries: &[String],
+    ) -> Result<Self, SpecError> {
+        let mut p = Permissions {
+            outbound_hosts,
+            kv,
+            ..Permissions::default()
+        };
+        for entry in entries {
+            let g: SecretGrant = entry.parse().map_err(|message| SpecError {
+                key: "permissions.secrets".into(),
+                message,
+            })?;
+            if p.secrets.contains(&g.name) {
+                return Err(SpecError {
+                    key: "permissions.secrets".into(),
+                    message: format!("`{}` is granted more than once", g.name),
+                });
+            }
+            if let Some(v) = g.version {
+                p.secret_versions.insert(g.name.clone(), v);
+            }
+            p.secrets.push(g.name);
+        }
+        Ok(p)
+    }
+
+    /// The version a granted secret is pinned to, if any.
+    pub fn secret_version(&self, name: &str) -> Option<i64> {
+        self.secret_versions.get(name).copied()
+    }
 }
 
 /// `[dlp]`: what happens when something sensitive tries to leave.
@@ -257,11 +335,31 @@ impl FunctionSpec {
                 );
             }
         }
-        for s in &self.permissions.secrets {
+        for (i, s) in self.permissions.secrets.iter().enumerate() {
             if !is_name(s, 128) {
                 return fail(
                     "permissions.secrets",
                     format!("expected a secret name of [a-z0-9-], found `{s}`"),
+                );
+            }
+            if self.permissions.secrets[..i].contains(s) {
+                return fail(
+                    "permissions.secrets",
+                    format!("`{s}` is granted more than once"),
+                );
+            }
+        }
+        for (name, version) in &self.permissions.secret_versions {
+            if !self.permissions.secrets.contains(name) {
+                return fail(
+                    "permissions.secret_versions",
+                    format!("`{name}` is pinned but not granted in `permissions.secrets`"),
+                );
+            }
+            if *version < 1 {
+                return fail(
+                    "permissions.secrets",
+                    format!("`{name}@{version}`: versions start at 1"),
                 );
             }
         }

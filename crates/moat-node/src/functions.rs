@@ -247,6 +247,7 @@ impl Functions {
         &self,
         spec: FunctionSpec,
         digest: &str,
+        supply: Option<moat_store::SupplyRecord>,
     ) -> Result<VersionRecord, DeployError> {
         spec.validate()
             .map_err(|e| DeployError::Manifest(e.to_string()))?;
@@ -255,6 +256,11 @@ impl Functions {
                 .map_err(|e| DeployError::Manifest(format!("`input.schema`: {e}")))?;
         }
         let _guard = self.changes.lock().await;
+        // A pinned secret version must exist now, and cannot be deleted while this
+        // version serves (`delete_secret` takes the same lock).
+        self.vault
+            .check_pins(&spec)
+            .map_err(DeployError::Manifest)?;
         let bytes = self.store.get_blob(digest).await?.ok_or_else(|| {
             DeployError::Component(format!("component `{digest}` has not been uploaded"))
         })?;
@@ -269,6 +275,7 @@ impl Functions {
                 route: spec.route.clone(),
                 component_digest: digest.to_string(),
                 spec_json,
+                supply,
             })
             .await?;
         self.refresh_routes().await?;
@@ -277,12 +284,13 @@ impl Functions {
 
     /// Switches a function back to an earlier version (by default the one before the
     /// serving one).
-    pub async fn rollback(
+    /// The version a rollback would serve: `to`, or by default the one before the serving
+    /// one.
+    pub async fn rollback_target(
         &self,
         name: &str,
         to: Option<i64>,
     ) -> Result<VersionRecord, DeployError> {
-        let _guard = self.changes.lock().await;
         let f = self
             .store
             .get_function(name)
@@ -290,25 +298,44 @@ impl Functions {
             .ok_or_else(|| DeployError::NotFound(format!("function `{name}` not found")))?;
         let versions = self.store.versions(name).await?;
         let target = match to {
-            Some(v) => versions
-                .iter()
-                .find(|r| r.version == v)
-                .ok_or_else(|| DeployError::NotFound(format!("`{name}` has no version {v}")))?,
+            Some(v) => versions.into_iter().find(|r| r.version == v),
             None => versions
-                .iter()
+                .into_iter()
                 .rev()
-                .find(|r| r.version < f.active_version)
-                .ok_or_else(|| {
-                    DeployError::NotFound(format!(
-                        "`{name}` has no version before {}",
-                        f.active_version
-                    ))
-                })?,
+                .find(|r| r.version < f.active_version),
         };
+        target.ok_or_else(|| match to {
+            Some(v) => DeployError::NotFound(format!("`{name}` has no version {v}")),
+            None => DeployError::NotFound(format!(
+                "`{name}` has no version before {}",
+                f.active_version
+            )),
+        })
+    }
+
+    /// Serves an existing version again (see [`Functions::rollback_target`]).
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to: Option<i64>,
+    ) -> Result<VersionRecord, DeployError> {
+        let _guard = self.changes.lock().await;
+        let target = self.rollback_target(name, to).await?;
+        if let Ok(spec) = serde_json::from_str::<FunctionSpec>(&target.spec_json) {
+            self.vault.check_pins(&spec).map_err(|e| {
+                DeployError::Conflict(format!("version {} of `{name}`: {e}", target.version))
+            })?;
+        }
         self.prepare(&target.component_digest).await?;
         let record = self.store.activate_version(name, target.version).await?;
         self.refresh_routes().await?;
         Ok(record)
+    }
+
+    /// Holds off deploys, rollbacks and deletes while held: for a change that must not race
+    /// one (deleting a secret version that a deploy could pin, `secrets::delete`).
+    pub async fn hold_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
     }
 
     pub async fn delete(&self, name: &str) -> Result<bool, DeployError> {
@@ -425,6 +452,7 @@ impl Functions {
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                     secrets,
+                    pins: spec.permissions.secret_versions.clone(),
                     vault: Arc::clone(&self.vault),
                     denials: Arc::new(crate::secrets::SecretDenials {
                         vault: Arc::clone(&self.vault),
@@ -484,9 +512,10 @@ impl Functions {
         })
     }
 
-    /// The function's DLP scanner: the values of the secrets it may read (in every encoding
-    /// the scanner knows) and the detectors its `[dlp]` names. `None` when there is nothing
-    /// to look for. Rebuilt with the route whenever a secret changes.
+    /// The function's DLP scanner: the values of every kept version of the secrets it may
+    /// read, pinned or not (in every encoding the scanner knows), and the detectors its
+    /// `[dlp]` names. `None` when there is nothing to look for. Rebuilt with the route
+    /// whenever a secret changes.
     fn route_dlp(
         &self,
         spec: &FunctionSpec,
@@ -503,7 +532,7 @@ impl Functions {
         let mut builder = moat_dlp::Scanner::builder().detectors(detectors);
         let mut any_secret = false;
         for name in readable {
-            if let Some(value) = self.vault.get(name) {
+            for value in self.vault.all_versions(name) {
                 builder = builder.secret(name.clone(), value.as_bytes());
                 any_secret = true;
             }

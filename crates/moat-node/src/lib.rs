@@ -20,6 +20,7 @@ mod outbound;
 mod policy;
 mod rotate;
 mod secrets;
+mod supply;
 mod tokens;
 mod usage;
 
@@ -88,6 +89,7 @@ pub struct Node {
     alerts: Arc<alerts::Alerts>,
     events: Arc<events::Hub>,
     dashboard: dashboard::Dashboard,
+    supply: Arc<supply::Supply>,
     keys: rotate::KeyState,
     ready: AtomicBool,
 }
@@ -203,6 +205,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     vault.reload(&store).await?;
     let alerts = alerts::Alerts::new(alerts::load_rules(&*store).await?, Arc::clone(&vault))?;
     audit.set_alerts(Arc::clone(&alerts));
+    let supply = Arc::new(supply::Supply::load(Arc::clone(&store), Arc::clone(&audit)).await?);
     let functions = functions::Functions::new(
         Arc::clone(&store),
         runtime,
@@ -245,6 +248,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         alerts,
         events: Arc::clone(&events),
         dashboard: dashboard::Dashboard::new(),
+        supply,
         keys: rotate::KeyState::new(dir.clone(), from_file.then(|| key_file.clone()), data_key),
         ready: AtomicBool::new(false),
     });

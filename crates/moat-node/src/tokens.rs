@@ -39,6 +39,9 @@ pub enum Action {
     AuditRead,
     KeysManage,
     AlertsManage,
+    /// Trusted signing keys, advisory imports and exceptions.
+    SupplyManage,
+    SettingsManage,
 }
 
 impl Action {
@@ -58,6 +61,8 @@ impl Action {
             Action::AuditRead => "audit:read",
             Action::KeysManage => "keys:manage",
             Action::AlertsManage => "alerts:manage",
+            Action::SupplyManage => "supply:manage",
+            Action::SettingsManage => "settings:manage",
         }
     }
 }

@@ -190,6 +190,13 @@ pub type FindingReport = Arc<dyn Fn(moat_dlp::Channel, &moat_dlp::Finding) + Sen
 /// What a function's outbound requests are scanned for, and what a finding does: `block`
 /// refuses the request (a finding in the body aborts it before the matched bytes are sent),
 /// `redact` masks, `alert` passes. Findings go to `report` (channel and detector only).
+///
+/// A body sent with a `content-encoding` is decoded (gzip, deflate, br, stacked; at most
+/// [`moat_dlp::decode::DEFAULT_DECODED_LIMIT`] decoded bytes) and the decoded bytes judged:
+/// an unknown coding refuses the request, a bomb or corrupt data aborts it in every mode;
+/// `block` and `alert` send the compressed bytes as written (in `block`, each chunk only
+/// once what it decodes to is judged), `redact` sends the body decoded and masked, without
+/// `content-encoding`.
 #[derive(Clone)]
 pub struct EgressDlp {
     pub scanner: Arc<moat_dlp::Scanner>,
@@ -245,12 +252,40 @@ impl EgressDlp {
                 Mode::Alert => {}
             }
         }
+        // After the values are judged, so a finding in the header itself is reported.
+        let mut codings = Vec::new();
+        for value in request.headers().get_all(http::header::CONTENT_ENCODING) {
+            codings.extend(
+                moat_dlp::decode::parse_content_encoding(value.as_bytes())
+                    .map_err(|e| Denied(format!("data-loss prevention: {e}")))?,
+            );
+        }
+        if !codings.is_empty() && self.mode == Mode::Redact {
+            // The body goes out decoded and masked (`body`): say so.
+            request.headers_mut().remove(http::header::CONTENT_ENCODING);
+            request.headers_mut().remove(http::header::CONTENT_LENGTH);
+        }
         Ok(())
     }
 
-    /// Wraps the request body so it streams through the scanner.
-    fn body(&self, body: WasiBody) -> WasiBody {
+    /// Wraps the request body so it streams through the scanner (decoded first, for the
+    /// `codings` it was sent with).
+    fn body(&self, body: WasiBody, codings: &[moat_dlp::decode::Coding]) -> WasiBody {
         use http_body_util::BodyExt;
+        if !codings.is_empty() {
+            return DecodedBody {
+                inner: body,
+                judged: moat_dlp::DecodedStream::new(
+                    &self.scanner,
+                    codings,
+                    moat_dlp::decode::DEFAULT_DECODED_LIMIT,
+                    self.mode,
+                ),
+                dlp: self.clone(),
+                done: false,
+            }
+            .boxed_unsync();
+        }
         ScannedBody {
             inner: body,
             scan: self.scanner.stream(),
@@ -258,6 +293,65 @@ impl EgressDlp {
             done: false,
         }
         .boxed_unsync()
+    }
+}
+
+/// An outbound body sent compressed, judged decoded.
+struct DecodedBody {
+    inner: WasiBody,
+    judged: moat_dlp::DecodedStream,
+    dlp: EgressDlp,
+    done: bool,
+}
+
+impl hyper::body::Body for DecodedBody {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Error>>> {
+        use moat_dlp::{Channel, Mode};
+        use std::task::Poll;
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let step = match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.judged.feed(&data),
+                    Err(_) => continue, // trailers are not forwarded
+                },
+                Poll::Ready(None) => {
+                    self.done = true;
+                    self.judged.finish()
+                }
+            };
+            let step = match step {
+                Ok(step) => step,
+                Err(e) => {
+                    // A bomb, corrupt data, or a body cut short: it cannot be judged.
+                    tracing::warn!("outbound request body refused by data-loss prevention: {e}");
+                    self.done = true;
+                    return Poll::Ready(Some(Err(Error::HttpRequestDenied)));
+                }
+            };
+            for f in &step.findings {
+                (self.dlp.report)(Channel::EgressBody, f);
+            }
+            if self.dlp.mode == Mode::Block && !step.findings.is_empty() {
+                self.done = true;
+                // The chunks carrying the match were never released; the request is aborted.
+                return Poll::Ready(Some(Err(Error::HttpRequestDenied)));
+            }
+            if step.bytes.is_empty() {
+                continue;
+            }
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(step.bytes.into()))));
+        }
     }
 }
 
@@ -427,12 +521,21 @@ impl EgressPolicy {
             }
         };
         if let Some(dlp) = &self.dlp {
+            // Read before `head`, which drops the header in redact mode (the body then
+            // goes out decoded).
+            let codings: Vec<moat_dlp::decode::Coding> = request
+                .headers()
+                .get_all(http::header::CONTENT_ENCODING)
+                .iter()
+                .filter_map(|v| moat_dlp::decode::parse_content_encoding(v.as_bytes()).ok())
+                .flatten()
+                .collect();
             if let Err(Denied(why)) = dlp.head(&mut request) {
                 self.observer.decided(&self.function, &target, false, &why);
                 return Err(Error::HttpRequestDenied);
             }
             let body = std::mem::take(request.body_mut());
-            *request.body_mut() = dlp.body(body);
+            *request.body_mut() = dlp.body(body, &codings);
         }
         let Ok(_slot) =
             tokio::time::timeout(self.timeout, Arc::clone(&self.slots).acquire_owned()).await

@@ -16,10 +16,12 @@ pub async fn run_all(store: &dyn Store) {
     tokens_round_trip(store).await;
     logs_are_bounded(store).await;
     secrets_are_versioned(store).await;
+    secret_versions_are_deleted_one_by_one_and_never_reused(store).await;
     policies_round_trip(store).await;
     usage_aggregates(store).await;
     kv_buckets_and_quotas(store).await;
     audit_chain_appends(store).await;
+    supply_state(store).await;
 }
 
 async fn kv_buckets_and_quotas(store: &dyn Store) {
@@ -164,15 +166,79 @@ async fn secrets_are_versioned(store: &dyn Store) {
             .collect::<Vec<_>>(),
         vec![("other", 1), ("stripe-key", 2)]
     );
+    // Every version is kept, and listed without its value.
+    let kept = |meta: &[crate::SecretMeta], name: &str| -> Vec<i64> {
+        meta.iter()
+            .find(|m| m.name == name)
+            .map(|m| m.versions.iter().map(|v| v.version).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(kept(&meta, "stripe-key"), vec![1, 2]);
     assert_eq!(
-        store.secret_values().await.unwrap(),
+        secret_values(store).await,
         vec![
-            ("other".to_string(), "x".to_string()),
-            ("stripe-key".to_string(), "v2".to_string())
+            ("other".to_string(), 1, "x".to_string()),
+            ("stripe-key".to_string(), 1, "v1".to_string()),
+            ("stripe-key".to_string(), 2, "v2".to_string()),
         ]
     );
     assert!(store.delete_secret("other").await.unwrap());
     assert!(!store.delete_secret("other").await.unwrap());
+}
+
+async fn secret_values(store: &dyn Store) -> Vec<(String, i64, String)> {
+    store
+        .secret_values()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.name, v.version, v.value.to_string()))
+        .collect()
+}
+
+async fn secret_versions_are_deleted_one_by_one_and_never_reused(store: &dyn Store) {
+    for v in ["a1", "a2", "a3"] {
+        store.put_secret("rotating", v).await.unwrap();
+    }
+    // An old version goes alone; the others stay.
+    assert!(store.delete_secret_version("rotating", 2).await.unwrap());
+    assert!(!store.delete_secret_version("rotating", 2).await.unwrap());
+    assert!(!store.delete_secret_version("rotating", 99).await.unwrap());
+    assert!(!store.delete_secret_version("no-such", 1).await.unwrap());
+    let values = secret_values(store).await;
+    let rotating: Vec<_> = values.iter().filter(|v| v.0 == "rotating").collect();
+    assert_eq!(
+        rotating
+            .iter()
+            .map(|v| (v.1, v.2.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, "a1"), (3, "a3")]
+    );
+    // The current version cannot be deleted alone.
+    assert!(matches!(
+        store.delete_secret_version("rotating", 3).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A new version takes the next number, not a deleted one.
+    assert!(store.delete_secret_version("rotating", 1).await.unwrap());
+    assert_eq!(store.put_secret("rotating", "a4").await.unwrap(), 4);
+    // Deleting the whole secret takes every version; setting it again never reuses a
+    // number, so a pin on an old number cannot come to mean a new value.
+    assert!(store.delete_secret("rotating").await.unwrap());
+    assert!(
+        !store
+            .list_secrets()
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "rotating")
+    );
+    assert!(!secret_values(store).await.iter().any(|v| v.0 == "rotating"));
+    assert_eq!(store.put_secret("rotating", "b").await.unwrap(), 5);
+    let meta = store.list_secrets().await.unwrap();
+    let m = meta.iter().find(|m| m.name == "rotating").unwrap();
+    assert_eq!((m.version, m.versions.len()), (5, 1));
+    assert!(store.delete_secret("rotating").await.unwrap());
 }
 
 fn new_version(function: &str, route: &str, digest: &str, spec: &str) -> NewVersion {
@@ -181,6 +247,7 @@ fn new_version(function: &str, route: &str, digest: &str, spec: &str) -> NewVers
         route: route.into(),
         component_digest: digest.into(),
         spec_json: spec.into(),
+        supply: None,
     }
 }
 
@@ -347,4 +414,105 @@ async fn logs_are_bounded(store: &dyn Store) {
         kept.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
         vec![6, 7, 8, 9]
     );
+}
+
+async fn supply_state(store: &dyn Store) {
+    use crate::{AdvisoryIgnore, AdvisoryRow, SupplyRecord, TrustedKey};
+    // Trusted keys: unique names, removable.
+    let key = |name: &str| TrustedKey {
+        name: name.into(),
+        key_id: "0123456789ABCDEF".into(),
+        public_key: "untrusted comment: x\nRWQ".into(),
+        added_at_ms: 1,
+    };
+    store.put_trusted_key(key("ci")).await.unwrap();
+    assert!(matches!(
+        store.put_trusted_key(key("ci")).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(store.trusted_keys().await.unwrap(), vec![key("ci")]);
+    assert!(store.delete_trusted_key("ci").await.unwrap());
+    assert!(!store.delete_trusted_key("ci").await.unwrap());
+
+    // Settings: set, replace, clear.
+    store
+        .put_setting("block_severity", Some("high".into()))
+        .await
+        .unwrap();
+    store
+        .put_setting("block_severity", Some("critical".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.settings().await.unwrap(),
+        vec![("block_severity".to_string(), "critical".to_string())]
+    );
+    store.put_setting("block_severity", None).await.unwrap();
+    assert!(store.settings().await.unwrap().is_empty());
+
+    // Advisories: a newer record replaces, an older or identical one does not.
+    let row = |id: &str, modified: &str, json: &str| AdvisoryRow {
+        id: id.into(),
+        modified: modified.into(),
+        json: json.into(),
+    };
+    let c = store
+        .import_advisories(vec![
+            row("A", "2024-01-01T00:00:00Z", "a1"),
+            row("B", "2024-01-01T00:00:00Z", "b1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((c.added, c.updated, c.unchanged), (2, 0, 0));
+    let c = store
+        .import_advisories(vec![
+            row("A", "2024-02-01T00:00:00Z", "a2"),
+            row("B", "2023-01-01T00:00:00Z", "b0"),
+            row("C", "2024-01-01T00:00:00Z", "c1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((c.added, c.updated, c.unchanged), (1, 1, 1));
+    assert_eq!(store.advisories().await.unwrap(), vec!["a2", "b1", "c1"]);
+
+    // Exceptions: replaced by id.
+    let ignore = |until_ms| AdvisoryIgnore {
+        id: "A".into(),
+        reason: "not reachable".into(),
+        until_ms,
+        created_by: "t1".into(),
+        created_at_ms: 1,
+    };
+    store.put_advisory_ignore(ignore(10)).await.unwrap();
+    store.put_advisory_ignore(ignore(20)).await.unwrap();
+    assert_eq!(store.advisory_ignores().await.unwrap(), vec![ignore(20)]);
+    assert!(store.delete_advisory_ignore("A").await.unwrap());
+    assert!(store.advisory_ignores().await.unwrap().is_empty());
+
+    // A version's record is written with the version and goes with the function.
+    let bytes = b"supply component".to_vec();
+    let digest = sha256_hex(&bytes);
+    store.put_blob(&digest, &bytes).await.unwrap();
+    let supply = SupplyRecord {
+        signer: Some("ci (0123456789ABCDEF)".into()),
+        sbom_source: "lockfile".into(),
+        sbom_json: "{}".into(),
+        findings_json: "[]".into(),
+    };
+    let mut new = new_version("supplied", "/supplied", &digest, "{}");
+    new.supply = Some(supply.clone());
+    let v = store.deploy_version(new).await.unwrap();
+    assert_eq!(
+        store.version_supply("supplied", v.version).await.unwrap(),
+        Some(supply.clone())
+    );
+    store
+        .set_version_findings("supplied", v.version, "[1]")
+        .await
+        .unwrap();
+    let all = store.all_version_supply().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].2.findings_json, "[1]");
+    store.delete_function("supplied").await.unwrap();
+    assert!(store.all_version_supply().await.unwrap().is_empty());
 }

@@ -11,6 +11,7 @@
 
 pub mod crypto;
 mod sqlite;
+pub mod supply;
 
 #[doc(hidden)]
 pub mod conformance;
@@ -19,6 +20,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
+pub use supply::{
+    AdvisoryIgnore, AdvisoryRow, ImportCounts, SupplyRecord, SupplyStore, TrustedKey,
+};
 
 /// Errors a store reports. Messages are safe to show to an administrator.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,9 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("quota exceeded: {0}")]
     Quota(String),
+    /// The change would break something that depends on the current state.
+    #[error("{0}")]
+    Conflict(String),
     #[error("encrypted value unavailable: {0}")]
     Sealed(String),
     #[error("store error: {0}")]
@@ -99,6 +106,8 @@ pub struct NewVersion {
     pub component_digest: String,
     /// The locked, validated function spec as JSON.
     pub spec_json: String,
+    /// Signer, SBOM and findings, stored in the same transaction as the version.
+    pub supply: Option<SupplyRecord>,
 }
 
 /// One deployed version of a function.
@@ -139,12 +148,41 @@ pub struct TokenRecord {
 }
 
 /// A secret's metadata. Its value never leaves the store except to the capability that
-/// serves a granted function.
+/// serves a granted function (and the DLP scanner that looks for it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretMeta {
     pub name: String,
+    /// The current version: what an unpinned grant reads.
     pub version: i64,
+    /// When the current version was set.
     pub updated_at_ms: i64,
+    /// Every kept version, the current one included, oldest first.
+    pub versions: Vec<SecretVersionMeta>,
+}
+
+/// One kept version of a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVersionMeta {
+    pub version: i64,
+    pub created_at_ms: i64,
+}
+
+/// One kept version of a secret, opened: for the node's config capability and DLP only.
+/// Its `Debug` never shows the value, and the value is wiped when dropped.
+#[derive(Clone)]
+pub struct SecretValue {
+    pub name: String,
+    pub version: i64,
+    pub value: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How often a function used one of its permissions, and when.
@@ -183,7 +221,7 @@ pub struct LogQuery {
 
 /// The node's persistent state. Every method is one atomic operation.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SupplyStore + Send + Sync + 'static {
     /// Stores content-addressed bytes. Idempotent; refuses bytes that do not hash to `digest`.
     async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()>;
 
@@ -254,12 +292,19 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a token revoked. Returns whether it existed.
     async fn revoke_token(&self, id: &str) -> Result<bool>;
 
-    /// Sets a secret's value as a new version; returns the version.
+    /// Sets a secret's value as a new version, keeping the older ones; returns the version.
+    /// Version numbers of a name only grow, even across a delete of the whole secret, so a
+    /// pinned number never comes to mean another value.
     async fn put_secret(&self, name: &str, value: &str) -> Result<i64>;
+    /// Deletes a secret and every kept version. Returns whether it existed.
     async fn delete_secret(&self, name: &str) -> Result<bool>;
+    /// Deletes one kept version. Returns whether it existed; refuses the current version
+    /// with [`StoreError::Conflict`] (delete the whole secret, or set a new version first).
+    async fn delete_secret_version(&self, name: &str, version: i64) -> Result<bool>;
     async fn list_secrets(&self) -> Result<Vec<SecretMeta>>;
-    /// Every secret's current value: for the node's config capability only.
-    async fn secret_values(&self) -> Result<Vec<(String, String)>>;
+    /// Every kept version of every secret, opened, by name then version: for the node's
+    /// config capability and its DLP scanners only.
+    async fn secret_values(&self) -> Result<Vec<SecretValue>>;
 
     /// Adds aggregated permission uses (counts add up; first/last seen widen).
     async fn record_usage(&self, records: Vec<UsageRecord>) -> Result<()>;

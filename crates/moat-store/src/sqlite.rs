@@ -14,16 +14,18 @@ use moat_telemetry::audit::{AuditEvent, Chain, ChainedRecord};
 use crate::crypto::{Keyring, Sealer, kv_aad};
 use crate::{
     AuditQuery, BucketQuota, BucketRecord, FunctionRecord, KV_PAGE, LogQuery, LogRecord,
-    NewVersion, Result, SecretMeta, Store, StoreError, TokenRecord, UsageRecord, VersionRecord,
-    now_ms, sha256_hex,
+    NewVersion, Result, SecretMeta, SecretValue, Store, StoreError, TokenRecord, UsageRecord,
+    VersionRecord, now_ms, sha256_hex,
 };
 
 mod migrations;
 mod rows;
+mod secrets;
+mod supply;
 
 use migrations::MIGRATIONS;
 pub use migrations::SCHEMA_VERSION;
-use rows::{BUCKET_SELECT, audit_row, bucket_exists, bucket_row, put_entry, secret_aad};
+use rows::{BUCKET_SELECT, audit_row, bucket_exists, bucket_row, put_entry};
 
 /// A [`Store`] on an embedded SQLite database.
 #[derive(Clone)]
@@ -82,23 +84,7 @@ impl SqliteStore {
             let tx = guard
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let legacy: Vec<(String, String, i64)> = {
-                let mut stmt = tx
-                    .prepare("SELECT name, value, version FROM secrets WHERE sealed IS NULL")
-                    .map_err(backend)?;
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .map_err(backend)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(backend)?
-            };
-            for (name, value, version) in legacy {
-                let sealed = sealer.seal(&secret_aad(&name, version), value.as_bytes());
-                tx.execute(
-                    "UPDATE secrets SET sealed = ?2, value = '' WHERE name = ?1",
-                    params![name, sealed],
-                )
-                .map_err(backend)?;
-            }
+            secrets::seal_legacy(&tx, &sealer)?;
             tx.commit().map_err(backend)?;
         }
         if let Ok(mut s) = self.sealer.write() {
@@ -151,7 +137,18 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             known: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // Every migration not yet applied, in order — not only those above the highest applied:
+    // migrations numbered on different branches may land in either order.
+    let applied: std::collections::BTreeSet<i64> = {
+        let mut stmt = conn
+            .prepare("SELECT version FROM schema_migrations")
+            .map_err(backend)?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(backend)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(backend)?
+    };
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
@@ -253,31 +250,7 @@ impl Store for SqliteStore {
                     done += 1;
                 }
             }
-            let secrets: Vec<(String, i64, Vec<u8>)> = {
-                let mut stmt = tx
-                    .prepare(
-                        "SELECT name, version, sealed FROM secrets
-                         WHERE sealed IS NOT NULL AND substr(sealed, 4, 8) != ?1 LIMIT ?2",
-                    )
-                    .map_err(backend)?;
-                stmt.query_map(params![id, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .map_err(backend)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(backend)?
-            };
-            for (name, version, sealed) in secrets {
-                if let Some(moved) = keys
-                    .rewrap(&secret_aad(&name, version), &sealed)
-                    .map_err(|e| StoreError::Sealed(format!("secret `{name}`: {e}")))?
-                {
-                    tx.execute(
-                        "UPDATE secrets SET sealed = ?2 WHERE name = ?1",
-                        params![name, moved],
-                    )
-                    .map_err(backend)?;
-                    done += 1;
-                }
-            }
+            done += secrets::rewrap(&tx, &keys, &id, limit)?;
             tx.commit().map_err(backend)?;
             Ok(done)
         })
@@ -747,6 +720,9 @@ impl Store for SqliteStore {
                 params![new.function, new.route, next, now],
             )
             .map_err(backend)?;
+            if let Some(supply) = &new.supply {
+                supply::insert_version_supply(&tx, &new.function, next, supply)?;
+            }
             tx.commit().map_err(backend)?;
             Ok(VersionRecord {
                 function: new.function,
@@ -973,24 +949,7 @@ impl Store for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let version: i64 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(version), 0) + 1 FROM secrets WHERE name = ?1",
-                    params![name],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?;
-            // The version is part of the record's identity: an old sealed value copied over
-            // a newer row does not open.
-            let sealed = sealer.seal(&secret_aad(&name, version), value.as_bytes());
-            tx.execute(
-                "INSERT INTO secrets (name, value, sealed, version, updated_at_ms)
-                 VALUES (?1, '', ?2, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE SET value = '', sealed = excluded.sealed,
-                     version = excluded.version, updated_at_ms = excluded.updated_at_ms",
-                params![name, sealed, version, now_ms()],
-            )
-            .map_err(backend)?;
+            let version = secrets::put(&tx, &sealer, &name, &value)?;
             tx.commit().map_err(backend)?;
             Ok(version)
         })
@@ -999,65 +958,29 @@ impl Store for SqliteStore {
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
         let name = name.to_string();
+        self.with(move |c| secrets::delete(c, &name)).await
+    }
+
+    async fn delete_secret_version(&self, name: &str, version: i64) -> Result<bool> {
+        let name = name.to_string();
         self.with(move |c| {
-            let n = c
-                .execute("DELETE FROM secrets WHERE name = ?1", params![name])
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            Ok(n > 0)
+            let deleted = secrets::delete_version(&tx, &name, version)?;
+            tx.commit().map_err(backend)?;
+            Ok(deleted)
         })
         .await
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretMeta>> {
-        self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT name, version, updated_at_ms FROM secrets ORDER BY name")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(SecretMeta {
-                        name: r.get(0)?,
-                        version: r.get(1)?,
-                        updated_at_ms: r.get(2)?,
-                    })
-                })
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
-        })
-        .await
+        self.with(|c| secrets::list(c)).await
     }
 
-    async fn secret_values(&self) -> Result<Vec<(String, String)>> {
+    async fn secret_values(&self) -> Result<Vec<SecretValue>> {
         let sealer = self.sealer()?;
-        self.with(move |c| {
-            let mut stmt = c
-                .prepare("SELECT name, version, sealed FROM secrets ORDER BY name")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Option<Vec<u8>>>(2)?,
-                    ))
-                })
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (name, version, sealed) in rows {
-                let sealed = sealed
-                    .ok_or_else(|| StoreError::Sealed(format!("secret `{name}` is not sealed")))?;
-                let plain = sealer
-                    .open(&secret_aad(&name, version), &sealed)
-                    .map_err(|e| StoreError::Sealed(format!("secret `{name}`: {e}")))?;
-                let value = String::from_utf8(plain.to_vec())
-                    .map_err(|_| StoreError::Sealed(format!("secret `{name}` is not text")))?;
-                out.push((name, value));
-            }
-            Ok(out)
-        })
-        .await
+        self.with(move |c| secrets::values(c, &sealer)).await
     }
 
     async fn record_usage(&self, records: Vec<UsageRecord>) -> Result<()> {
@@ -1258,9 +1181,19 @@ mod tests {
         store.kv_set("b", "k2", b"other".to_vec()).await.unwrap();
         store.put_secret("s", "secret-text-marker").await.unwrap();
         store.put_secret("s", "secret-text-marker2").await.unwrap();
+        let values: Vec<(String, i64, String)> = store
+            .secret_values()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name, v.version, v.value.to_string()))
+            .collect();
         assert_eq!(
-            store.secret_values().await.unwrap(),
-            vec![("s".to_string(), "secret-text-marker2".to_string())]
+            values,
+            vec![
+                ("s".to_string(), 1, "secret-text-marker".to_string()),
+                ("s".to_string(), 2, "secret-text-marker2".to_string())
+            ]
         );
         drop(store);
         let raw = std::fs::read(&path).unwrap();

@@ -18,8 +18,10 @@ pub mod severity;
 pub mod sign;
 
 pub use inspect::{ComponentInfo, inspect_component};
-pub use osv::{AdvisoryDb, AdvisoryError, Finding};
+pub use osv::{AdvisoryDb, AdvisoryError, Finding, RawAdvisory, read_records};
 pub use report::Report;
 pub use sbom::{Package, Sbom, SbomError, SbomSource};
 pub use severity::Severity;
-pub use sign::{PublicKeyText, SecretKeyText, SignatureError, generate_keypair, sign, verify};
+pub use sign::{
+    PublicKeyText, SecretKeyText, SignatureError, generate_keypair, public_key_id, sign, verify,
+};

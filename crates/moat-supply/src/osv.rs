@@ -46,7 +46,7 @@ pub enum AdvisoryError {
 }
 
 /// One advisory that applies to one package of an SBOM.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// The OSV id (`GHSA-…`, `RUSTSEC-…`, `PYSEC-…`).
     pub id: String,
@@ -125,6 +125,113 @@ struct Event {
     last_affected: Option<String>,
 }
 
+/// One OSV record of a supported ecosystem, as a node stores it: withdrawn records
+/// included, so that a re-import can withdraw what an earlier one added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAdvisory {
+    /// The OSV id.
+    pub id: String,
+    /// The record's `modified` time (RFC 3339), empty if absent.
+    pub modified: String,
+    /// The record as compact JSON.
+    pub json: String,
+}
+
+/// Reads an export like [`AdvisoryDb::load`] and returns the records that name a package
+/// of a supported ecosystem, each checked to parse as OSV.
+pub fn read_records(path: &Path) -> Result<Vec<RawAdvisory>, AdvisoryError> {
+    let mut out = Vec::new();
+    visit_export(path, &mut |file, text| {
+        let bad = |e: serde_json::Error| AdvisoryError::Record {
+            file: file.to_string(),
+            message: e.to_string(),
+        };
+        let value: Value = serde_json::from_slice(text).map_err(bad)?;
+        let values = match value {
+            Value::Array(items) => items,
+            one => vec![one],
+        };
+        for value in values {
+            let record: Record = serde_json::from_value(value.clone()).map_err(bad)?;
+            let supported = record.affected.iter().any(|a| {
+                a.package
+                    .as_ref()
+                    .is_some_and(|p| Ecosystem::from_osv(&p.ecosystem).is_some())
+            });
+            if !supported {
+                continue;
+            }
+            let modified = value
+                .get("modified")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            out.push(RawAdvisory {
+                id: record.id,
+                modified,
+                json: value.to_string(),
+            });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Called with each file's name and bytes.
+type VisitFile<'a> = dyn FnMut(&str, &[u8]) -> Result<(), AdvisoryError> + 'a;
+
+/// Calls `f` with the name and bytes of each JSON file of an export: a directory
+/// (searched recursively), an OSV `all.zip`, or one `.json` file.
+fn visit_export(path: &Path, f: &mut VisitFile<'_>) -> Result<(), AdvisoryError> {
+    let name = path.display().to_string();
+    let io = |source| AdvisoryError::Io {
+        path: name.clone(),
+        source,
+    };
+    if path.is_dir() {
+        let mut files = Vec::new();
+        collect_json(path, &mut files)?;
+        files.sort();
+        for file in files {
+            let text = std::fs::read(&file).map_err(|source| AdvisoryError::Io {
+                path: file.display().to_string(),
+                source,
+            })?;
+            f(&file.display().to_string(), &text)?;
+        }
+    } else if name.ends_with(".zip") {
+        let file = std::fs::File::open(path).map_err(io)?;
+        let zip_err = |e: zip::result::ZipError| AdvisoryError::Zip {
+            path: name.clone(),
+            message: e.to_string(),
+        };
+        let mut archive = zip::ZipArchive::new(file).map_err(zip_err)?;
+        for i in 0..archive.len() {
+            let mut entry = archive.by_index(i).map_err(zip_err)?;
+            if !entry.is_file() || !entry.name().ends_with(".json") {
+                continue;
+            }
+            let entry_name = format!("{name}!{}", entry.name());
+            let mut text = Vec::new();
+            // One OSV record is kilobytes; refuse absurd entries (zip bombs).
+            (&mut entry)
+                .take(16 << 20)
+                .read_to_end(&mut text)
+                .map_err(|source| AdvisoryError::Io {
+                    path: entry_name.clone(),
+                    source,
+                })?;
+            f(&entry_name, &text)?;
+        }
+    } else if name.ends_with(".json") {
+        let text = std::fs::read(path).map_err(io)?;
+        f(&name, &text)?;
+    } else {
+        return Err(AdvisoryError::UnknownSource(name));
+    }
+    Ok(())
+}
+
 /// A loaded advisory database, indexed by package.
 #[derive(Debug, Default)]
 pub struct AdvisoryDb {
@@ -139,51 +246,17 @@ impl AdvisoryDb {
     /// records are ignored; a malformed record is an error naming the file.
     pub fn load(path: &Path) -> Result<AdvisoryDb, AdvisoryError> {
         let mut db = AdvisoryDb::default();
-        let name = path.display().to_string();
-        let io = |source| AdvisoryError::Io {
-            path: name.clone(),
-            source,
-        };
-        if path.is_dir() {
-            let mut files = Vec::new();
-            collect_json(path, &mut files)?;
-            files.sort();
-            for file in files {
-                let text = std::fs::read(&file).map_err(|source| AdvisoryError::Io {
-                    path: file.display().to_string(),
-                    source,
-                })?;
-                db.add_json(&file.display().to_string(), &text)?;
-            }
-        } else if name.ends_with(".zip") {
-            let file = std::fs::File::open(path).map_err(io)?;
-            let zip_err = |e: zip::result::ZipError| AdvisoryError::Zip {
-                path: name.clone(),
-                message: e.to_string(),
-            };
-            let mut archive = zip::ZipArchive::new(file).map_err(zip_err)?;
-            for i in 0..archive.len() {
-                let mut entry = archive.by_index(i).map_err(zip_err)?;
-                if !entry.is_file() || !entry.name().ends_with(".json") {
-                    continue;
-                }
-                let entry_name = format!("{name}!{}", entry.name());
-                let mut text = Vec::new();
-                // One OSV record is kilobytes; refuse absurd entries (zip bombs).
-                (&mut entry)
-                    .take(16 << 20)
-                    .read_to_end(&mut text)
-                    .map_err(|source| AdvisoryError::Io {
-                        path: entry_name.clone(),
-                        source,
-                    })?;
-                db.add_json(&entry_name, &text)?;
-            }
-        } else if name.ends_with(".json") {
-            let text = std::fs::read(path).map_err(io)?;
-            db.add_json(&name, &text)?;
-        } else {
-            return Err(AdvisoryError::UnknownSource(name));
+        visit_export(path, &mut |file, text| db.add_json(file, text))?;
+        Ok(db)
+    }
+
+    /// Builds a database from stored records (each one OSV JSON record).
+    pub fn from_records<'a>(
+        records: impl IntoIterator<Item = &'a str>,
+    ) -> Result<AdvisoryDb, AdvisoryError> {
+        let mut db = AdvisoryDb::default();
+        for (i, text) in records.into_iter().enumerate() {
+            db.add_json(&format!("stored record {i}"), text.as_bytes())?;
         }
         Ok(db)
     }

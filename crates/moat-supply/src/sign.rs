@@ -89,6 +89,11 @@ fn parse_public(name: &str, text: &PublicKeyText) -> Result<minisign::PublicKey,
     minisign::PublicKey::from_base64(line).map_err(|e| invalid(e.to_string()))
 }
 
+/// Checks a public key and returns its id (16 hex digits, as minisign prints it).
+pub fn public_key_id(name: &str, key: &PublicKeyText) -> Result<String, SignatureError> {
+    Ok(key_id(parse_public(name, key)?.keynum()))
+}
+
 /// Generates a new Ed25519 key pair; the secret key is unencrypted (see the module docs).
 pub fn generate_keypair() -> Result<(SecretKeyText, PublicKeyText), SignatureError> {
     let err = |e: minisign::PError| SignatureError::InvalidKey {
@@ -267,6 +272,15 @@ mod tests {
             verify(COMPONENT, Some(&sig), &[]),
             Err(SignatureError::UntrustedKey { .. })
         ));
+    }
+
+    #[test]
+    fn public_key_ids_are_minisigns() {
+        let (sk, pk) = generate_keypair().unwrap();
+        let id = public_key_id("ci", &pk).unwrap();
+        assert_eq!(id.len(), 16);
+        assert!(sk.0.contains(&id), "the key box names its id");
+        assert!(public_key_id("ci", &PublicKeyText("RWnot a key".into())).is_err());
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use crate::common::{Node, manifest, wasm};
 
 /// Each delivery: its `x-moat-signature` header and its body.
-type Deliveries = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+pub(crate) type Deliveries = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A loopback webhook receiver: keeps each request's signature header and body.
-fn receiver() -> (u16, Deliveries) {
+pub(crate) fn receiver() -> (u16, Deliveries) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));

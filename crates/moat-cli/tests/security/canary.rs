@@ -1,12 +1,15 @@
 //! Nothing at rest holds a secret: after a node has stored secrets and key-value values,
 //! served functions that read, return, log and try to send them, and been stopped, no file
 //! of its data dir (database, WAL, logs, checkpoints, compiled code, keys) holds the canary
-//! values raw, in base64 at any alignment, hex or URL-encoded. The search is the DLP
-//! scanner's own, which looks for every one of those encodings.
+//! values — every kept version of a secret, not only the current one — raw, in base64 at
+//! any alignment, hex or URL-encoded. The search is the DLP scanner's own, which looks for
+//! every one of those encodings.
 
 use crate::common::{Node, manifest, wasm};
 
 const SECRET_CANARY: &str = "canary-secret-7f3a9c21e4";
+/// An older version of the same secret, kept and read by a function pinned to it.
+const OLD_CANARY: &str = "canary-oldver-5d1e8b03c7";
 const KV_CANARY: &str = "canary-kvalue-0b8d55e6a2";
 
 fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -26,6 +29,7 @@ fn no_secret_or_value_is_stored_in_any_form() {
     let data = tmp.path().join("data");
     let node = Node::start_on(&data, &[]);
     let dir = tempfile::tempdir().unwrap();
+    node.set_secret("canary", OLD_CANARY);
     node.set_secret("canary", SECRET_CANARY);
     node.moat_ok(&["kv", "create", "vault"]);
     node.deploy(&manifest(
@@ -34,6 +38,13 @@ fn no_secret_or_value_is_stored_in_any_form() {
         &wasm("tp_config"),
         "/reader",
         "[permissions]\nsecrets = [\"canary\"]\n",
+    ));
+    node.deploy(&manifest(
+        dir.path(),
+        "old-reader",
+        &wasm("tp_config"),
+        "/old-reader",
+        "[permissions]\nsecrets = [\"canary@1\"]\n",
     ));
     node.deploy(&manifest(
         dir.path(),
@@ -52,6 +63,9 @@ fn no_secret_or_value_is_stored_in_any_form() {
     // Read and returned (blocked), logged (redacted), stored in key-value (sealed).
     node.get("/reader?key=canary")
         .assert_error(502, "response_blocked");
+    node.get("/old-reader?key=canary")
+        .assert_error(502, "response_blocked");
+    assert_eq!(node.get(&format!("/logger?line={OLD_CANARY}")).status, 200);
     assert_eq!(
         node.get(&format!("/logger?line={SECRET_CANARY}")).status,
         200
@@ -73,6 +87,7 @@ fn no_secret_or_value_is_stored_in_any_form() {
 
     let scanner = moat_dlp::Scanner::builder()
         .secret("secret", SECRET_CANARY.as_bytes())
+        .secret("old-version", OLD_CANARY.as_bytes())
         .secret("kv", KV_CANARY.as_bytes())
         .detectors(moat_dlp::DetectorSet::secrets_only())
         .build()

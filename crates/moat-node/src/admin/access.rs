@@ -118,11 +118,11 @@ pub(super) async fn route(
             need(node, caller, Action::SecretsManage)?;
             let metas = node.store.list_secrets().await.map_err(store_error)?;
             let active = node.store.active_versions().await.map_err(store_error)?;
-            let grants: Vec<(String, Vec<String>)> = active
+            let grants: Vec<(String, moat_manifest::Permissions)> = active
                 .iter()
                 .filter_map(|v| {
                     let spec: FunctionSpec = serde_json::from_str(&v.spec_json).ok()?;
-                    Some((v.function.clone(), spec.permissions.secrets))
+                    Some((v.function.clone(), spec.permissions))
                 })
                 .collect();
             // Reads by functions, as the config capability recorded them.
@@ -133,8 +133,25 @@ pub(super) async fn route(
                 .map(|m| {
                     let readers: Vec<&str> = grants
                         .iter()
-                        .filter(|(_, s)| s.contains(&m.name))
+                        .filter(|(_, p)| p.secrets.contains(&m.name))
                         .map(|(f, _)| f.as_str())
+                        .collect();
+                    // Each kept version, and the serving functions pinned to it (the
+                    // others read the current version).
+                    let versions: Vec<Value> = m
+                        .versions
+                        .iter()
+                        .map(|v| {
+                            let pinned: Vec<&str> = grants
+                                .iter()
+                                .filter(|(_, p)| p.secret_version(&m.name) == Some(v.version))
+                                .map(|(f, _)| f.as_str())
+                                .collect();
+                            json!({
+                                "version": v.version, "created_at_ms": v.created_at_ms,
+                                "current": v.version == m.version, "pinned_by": pinned,
+                            })
+                        })
                         .collect();
                     let last_read_ms = reads
                         .iter()
@@ -143,27 +160,54 @@ pub(super) async fn route(
                         .max();
                     json!({
                         "name": m.name, "version": m.version, "updated_at_ms": m.updated_at_ms,
-                        "readers": readers, "last_read_ms": last_read_ms,
+                        "versions": versions, "readers": readers, "last_read_ms": last_read_ms,
                     })
                 })
                 .collect();
             Ok((StatusCode::OK, json!({ "secrets": list })))
         }
-        (&Method::DELETE, ["v1", "secrets", name]) => {
+        (&Method::DELETE, ["v1", "secrets", name, rest @ ..])
+            if matches!(rest, [] | ["versions", _]) =>
+        {
             need(node, caller, Action::SecretsManage)?;
-            if !node.store.delete_secret(name).await.map_err(store_error)? {
+            // `/versions/N`: one old version (a path, so the audit record names it);
+            // otherwise the secret and every version. Refused (409) while a serving function
+            // pins what would go.
+            let version = match rest {
+                ["versions", n] => {
+                    Some(n.parse::<i64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            format!("a secret version is a whole number from 1, not `{n}`"),
+                        )
+                    })?)
+                }
+                _ => None,
+            };
+            if !crate::secrets::delete(&node.functions, &node.store, name, version).await? {
+                let what = match version {
+                    Some(v) => format!("version {v} of secret `{name}`"),
+                    None => format!("secret `{name}`"),
+                };
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "not_found",
-                    format!("secret `{name}` not found"),
+                    format!("{what} not found"),
                 ));
             }
             node.vault.reload(&node.store).await.map_err(internal)?;
             // Each function's DLP scanner looks for the values it may read: rebuild them.
             node.functions.invalidate_routes();
             node.functions.refresh_routes().await?;
-            tracing::info!(secret = %name, by = %caller.id, "secret deleted");
-            Ok((StatusCode::OK, json!({ "deleted": name })))
+            tracing::info!(secret = %name, ?version, by = %caller.id, "secret deleted");
+            Ok((
+                StatusCode::OK,
+                match version {
+                    Some(v) => json!({ "deleted": name, "version": v }),
+                    None => json!({ "deleted": name }),
+                },
+            ))
         }
         (&Method::GET, ["v1", "policies"]) => {
             need(node, caller, Action::PolicyManage)?;

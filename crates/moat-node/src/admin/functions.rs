@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// A deploy request carries the spec, a signature and possibly an SBOM of thousands of
+/// packages.
+const MAX_DEPLOY_REQUEST_BYTES: usize = 16 << 20;
+
 pub(super) async fn route(
     node: &Arc<Node>,
     caller: &TokenRecord,
@@ -31,8 +35,14 @@ pub(super) async fn route(
             struct DeployRequest {
                 spec: FunctionSpec,
                 component: String,
+                /// A minisign signature of the component.
+                #[serde(default)]
+                signature: Option<String>,
+                /// Dependencies the client read from an SBOM file or lockfiles.
+                #[serde(default)]
+                sbom: Option<crate::supply::ClientSbom>,
             }
-            let body = read_body(req, defaults::MAX_ADMIN_JSON_BYTES).await?;
+            let body = read_body(req, MAX_DEPLOY_REQUEST_BYTES).await?;
             let request: DeployRequest = serde_json::from_slice(&body).map_err(|e| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -40,12 +50,38 @@ pub(super) async fn route(
                     format!("invalid deploy request: {e}"),
                 )
             })?;
+            let bytes = node
+                .store
+                .get_blob(&request.component)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    ApiError::from(DeployError::Component(format!(
+                        "component `{}` has not been uploaded",
+                        request.component
+                    )))
+                })?;
+            let checked = node
+                .supply
+                .check(
+                    &request.spec.name,
+                    &bytes,
+                    request.signature.as_deref(),
+                    request.sbom,
+                )
+                .await?;
+            drop(bytes);
+            let signer = checked.record.signer.clone();
             let record = node
                 .functions
-                .deploy(request.spec, &request.component)
+                .deploy(request.spec, &request.component, Some(checked.record))
                 .await?;
-            tracing::info!(function = %record.function, version = record.version, "deployed");
-            Ok((StatusCode::CREATED, version_json(&record)))
+            tracing::info!(function = %record.function, version = record.version, signer = ?signer, findings = checked.findings.len(), "deployed");
+            let mut v = version_json(&record);
+            v["signer"] = json!(signer);
+            v["findings"] = json!(checked.findings);
+            v["ignored_findings"] = json!(checked.ignored);
+            Ok((StatusCode::CREATED, v))
         }
         (&Method::GET, ["v1", "functions"]) => {
             need(node, caller, Action::FunctionRead)?;
@@ -60,25 +96,60 @@ pub(super) async fn route(
             {
                 need(node, caller, Action::FunctionRead)?;
             }
-            let f = node
-                .store
-                .get_function(name)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| not_found(name))?;
+            let f = function_record(node, name).await?;
             let versions = node.store.versions(name).await.map_err(store_error)?;
             let active = versions.iter().find(|v| v.version == f.active_version);
             let spec: Value = active
                 .and_then(|v| serde_json::from_str(&v.spec_json).ok())
                 .unwrap_or(Value::Null);
-            Ok((
-                StatusCode::OK,
-                json!({
-                    "function": f,
-                    "spec": spec,
-                    "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
-                }),
-            ))
+            let mut shown = json!({
+                "function": f,
+                "spec": spec,
+                "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
+            });
+            // What the component is made of is for readers of functions, not invokers.
+            if let Some(v) = active
+                && node
+                    .policies
+                    .token_may(caller, Action::FunctionRead.as_str(), None)
+            {
+                let supply = node
+                    .store
+                    .version_supply(name, v.version)
+                    .await
+                    .map_err(store_error)?;
+                shown["supply"] = supply_json(supply.as_ref());
+                let blob = node
+                    .store
+                    .get_blob(&v.component_digest)
+                    .await
+                    .map_err(store_error)?;
+                shown["component"] = blob
+                    .and_then(|b| moat_supply::inspect_component(&b).ok())
+                    .map(|info| json!(info))
+                    .unwrap_or(Value::Null);
+            }
+            Ok((StatusCode::OK, shown))
+        }
+        (&Method::GET, ["v1", "functions", name, "sbom"]) => {
+            need(node, caller, Action::FunctionRead)?;
+            let f = function_record(node, name).await?;
+            let version = query_int(query, "version")?.unwrap_or(f.active_version);
+            let supply = node
+                .store
+                .version_supply(name, version)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("no bill of materials for `{name}` version {version}"),
+                    )
+                })?;
+            let sbom: moat_supply::Sbom =
+                serde_json::from_str(&supply.sbom_json).map_err(internal)?;
+            Ok((StatusCode::OK, sbom.to_cyclonedx_json()))
         }
         (&Method::DELETE, ["v1", "functions", name]) => {
             need(node, caller, Action::FunctionDelete)?;
@@ -108,7 +179,10 @@ pub(super) async fn route(
                     )
                 })?
             };
-            let record = node.functions.rollback(name, r.to).await?;
+            // A rollback may not bring back what today's settings would refuse to deploy.
+            let target = node.functions.rollback_target(name, r.to).await?;
+            node.supply.check_stored(name, target.version).await?;
+            let record = node.functions.rollback(name, Some(target.version)).await?;
             tracing::info!(function = %name, version = record.version, "rolled back");
             Ok((StatusCode::OK, version_json(&record)))
         }
@@ -130,4 +204,28 @@ pub(super) async fn route(
         }
         _ => Err(no_endpoint(method, segments)),
     }
+}
+
+/// A version's supply-chain record as `functions show` prints it.
+fn supply_json(s: Option<&moat_store::SupplyRecord>) -> Value {
+    let Some(s) = s else {
+        return Value::Null;
+    };
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let sbom = parse(&s.sbom_json);
+    let packages = sbom["components"].as_array().map_or(0, Vec::len);
+    json!({
+        "signer": s.signer,
+        "sbom_source": parse(&s.sbom_source),
+        "packages": packages,
+        "findings": parse(&s.findings_json),
+    })
+}
+
+async fn function_record(node: &Node, name: &str) -> Result<moat_store::FunctionRecord, ApiError> {
+    node.store
+        .get_function(name)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(name))
 }

@@ -24,6 +24,7 @@ use crate::tokens::{Action, ROLES};
 mod access;
 mod functions;
 mod operations;
+mod supply;
 
 const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -32,6 +33,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Structured detail where it helps the caller (e.g. the findings that blocked a deploy).
+    details: Option<Value>,
 }
 
 impl ApiError {
@@ -40,7 +43,29 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+}
+
+impl From<crate::supply::SupplyError> for ApiError {
+    fn from(e: crate::supply::SupplyError) -> Self {
+        use crate::supply::SupplyError;
+        let (status, code) = match &e {
+            SupplyError::Signature { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "signature_rejected")
+            }
+            SupplyError::Vulnerable { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "vulnerable_dependencies")
+            }
+            SupplyError::Component(_) => (StatusCode::BAD_REQUEST, "invalid_component"),
+            SupplyError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        };
+        let mut api = ApiError::new(status, code, e.to_string());
+        if let SupplyError::Vulnerable { findings, .. } = &e {
+            api.details = Some(json!(findings));
+        }
+        api
     }
 }
 
@@ -171,10 +196,13 @@ pub async fn handle(
     }
     let (status, body) = match result {
         Ok((status, body)) => (status, body),
-        Err(e) => (
-            e.status,
-            json!({"error": {"code": e.code, "message": e.message, "request_id": rid}}),
-        ),
+        Err(e) => (e.status, {
+            let mut error = json!({"code": e.code, "message": e.message, "request_id": rid});
+            if let Some(details) = e.details {
+                error["details"] = details;
+            }
+            json!({ "error": error })
+        }),
     };
     respond(body.to_string().into(), status, "application/json", &rid)
 }
@@ -266,6 +294,9 @@ async fn route(
         }
         Some("alerts" | "kv" | "audit" | "iam") => {
             operations::route(node, caller, req, method, s, &query).await
+        }
+        Some("trust" | "settings" | "advisories") => {
+            supply::route(node, caller, req, method, s, &query).await
         }
         _ => Err(no_endpoint(method, s)),
     }
@@ -454,6 +485,70 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `(&Method::X, ["v1", ...])` arm of the admin router is in the OpenAPI document,
+    /// with that method (path parameters compared by position, not name).
+    #[test]
+    fn every_endpoint_is_in_the_openapi_document() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let shape = |path: &str| -> String {
+            path.split('/')
+                .map(|s| if s.starts_with('{') { "{}" } else { s })
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, ops)| {
+                let ops = ops.as_object().cloned().unwrap_or_default();
+                let path = shape(path);
+                ops.keys()
+                    .map(move |m| (m.to_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let sources = [
+            include_str!("functions.rs"),
+            include_str!("access.rs"),
+            include_str!("operations.rs"),
+            include_str!("supply.rs"),
+        ];
+        let mut routes = 0;
+        for source in sources {
+            for arm in source.split("(&Method::").skip(1) {
+                let Some((method, rest)) = arm.split_once(", [") else {
+                    continue;
+                };
+                let Some((segments, _)) = rest.split_once(']') else {
+                    continue;
+                };
+                // `name, rest @ ..` arms stand for several documented paths: the fixed
+                // prefix must be documented with that method.
+                let (segments, open) = match segments.split_once("@ ..") {
+                    Some((head, _)) => (head.rsplit_once(',').map_or(head, |(h, _)| h), true),
+                    None => (segments, false),
+                };
+                let path: String = segments
+                    .split(',')
+                    .map(|s| {
+                        let s = s.trim();
+                        match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                            Some(literal) => literal.to_string(),
+                            None => "{}".to_string(),
+                        }
+                    })
+                    .fold(String::new(), |acc, s| acc + "/" + &s);
+                routes += 1;
+                let found = documented.iter().any(|(m, p)| {
+                    m == method && (*p == path || (open && p.starts_with(&format!("{path}/"))))
+                });
+                assert!(found, "{method} {path} is not in openapi.json");
+            }
+        }
+        assert!(routes > 30, "found only {routes} routes");
+    }
 
     #[test]
     fn query_decoding() {

@@ -144,7 +144,72 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    (
+        9,
+        // Secret versions: every version is kept (sealed, the version bound into its
+        // associated data as before, so existing rows move without re-sealing), and the
+        // highest number a name ever had is kept apart, so a deleted and re-created secret
+        // never reuses a version number. `legacy_value` carries a plaintext value from a
+        // store older than sealing (migration 7) until the node seals it at start.
+        r#"
+    CREATE TABLE secret_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sealed BLOB,
+        legacy_value TEXT,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE secret_names (
+        name TEXT PRIMARY KEY,
+        last_version INTEGER NOT NULL
+    );
+    INSERT INTO secret_versions (name, version, sealed, legacy_value, created_at_ms)
+        SELECT name, version, sealed, CASE WHEN sealed IS NULL THEN value END, updated_at_ms
+        FROM secrets;
+    INSERT INTO secret_names (name, last_version) SELECT name, version FROM secrets;
+    DROP TABLE secrets;
+    "#,
+    ),
+    (
+        10,
+        r#"
+    CREATE TABLE trusted_keys (
+        name TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        added_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE advisories (
+        id TEXT PRIMARY KEY,
+        modified TEXT NOT NULL,
+        json TEXT NOT NULL
+    );
+    CREATE TABLE advisory_ignores (
+        id TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        until_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE version_supply (
+        function TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        signer TEXT,
+        sbom_source TEXT NOT NULL,
+        sbom_json TEXT NOT NULL,
+        findings_json TEXT NOT NULL,
+        PRIMARY KEY (function, version),
+        FOREIGN KEY (function, version) REFERENCES versions (function, version) ON DELETE CASCADE
+    );
+    "#,
+    ),
 ];
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 10;

@@ -24,13 +24,6 @@ pub(super) fn bucket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BucketRecord
     })
 }
 
-pub(super) fn secret_aad(name: &str, version: i64) -> Vec<u8> {
-    let mut aad = b"secret\0".to_vec();
-    aad.extend_from_slice(&version.to_be_bytes());
-    aad.extend_from_slice(name.as_bytes());
-    aad
-}
-
 pub(super) fn bucket_exists(c: &Connection, bucket: &str) -> Result<()> {
     c.query_row(
         "SELECT 1 FROM kv_buckets WHERE name = ?1",
@@ -138,4 +131,18 @@ pub(super) fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChainedRecord
             details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
         },
     })
+}
+
+/// Every row of a query, mapped.
+pub(super) fn query_all<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = c.prepare(sql).map_err(backend)?;
+    stmt.query_map(params, map)
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
 }

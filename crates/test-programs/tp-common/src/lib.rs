@@ -48,3 +48,47 @@ pub fn query_number(request: &IncomingRequest, name: &str, default: u64) -> Resu
             .map_err(|_| format!("{name}={value} is not a whole number")),
     }
 }
+
+/// Sends a complete response with `content-type` and the given extra headers.
+pub fn respond_with(
+    response_out: ResponseOutparam,
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &[u8])],
+    body: &[u8],
+) {
+    let mut list = vec![("content-type".to_string(), content_type.as_bytes().to_vec())];
+    list.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_vec())));
+    let headers = Fields::from_list(&list).expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    response
+        .set_status_code(status)
+        .expect("a valid status code");
+    let outgoing_body = response.body().expect("the body is taken only once");
+    ResponseOutparam::set(response_out, Ok(response));
+    let mut out = outgoing_body
+        .write()
+        .expect("the body stream is taken only once");
+    // In pieces, as a function streaming a large body would.
+    for piece in body.chunks(64 * 1024) {
+        out.write_all(piece).expect("write the body");
+        out.flush().expect("flush the body");
+    }
+    drop(out);
+    OutgoingBody::finish(outgoing_body, None).expect("finish the body");
+}
+
+/// Reads a request's whole body (after its query has been read: this consumes it).
+pub fn read_body(request: IncomingRequest) -> Vec<u8> {
+    let Ok(body) = request.consume() else {
+        return Vec::new();
+    };
+    let Ok(stream) = body.stream() else {
+        return Vec::new();
+    };
+    let mut bytes = Vec::new();
+    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+        bytes.extend_from_slice(&chunk);
+    }
+    bytes
+}

@@ -3,7 +3,9 @@
 //! the host refuses it. With `follow=1` before `url=`, it follows one redirect itself, as a
 //! guest trying to reach a refused address through a redirect would. With `header=V` before
 //! `url=`, the request carries `x-data: V`; with `body=V`, it is a POST whose body is V,
-//! written in two chunks split in the middle (for data-loss prevention tests).
+//! written in two chunks split in the middle (for data-loss prevention tests). With
+//! `bodyin=1`, the POST's body is this request's own body, and with `encoding=E` it is
+//! sent with `content-encoding: E` (bytes the test compressed).
 
 use tp_common::respond;
 use wasi::exports::wasi::http::incoming_handler::Guest;
@@ -14,13 +16,14 @@ struct Fetch;
 
 /// One GET: `Ok((status, location, body))` or the error code's debug text.
 fn get(url: &str) -> Result<(u16, Option<String>, String), String> {
-    send(url, None, None)
+    send(url, None, None, None)
 }
 
 fn send(
     url: &str,
     header: Option<&str>,
-    body: Option<&str>,
+    encoding: Option<&str>,
+    body: Option<&[u8]>,
 ) -> Result<(u16, Option<String>, String), String> {
     let (scheme, rest) = url.split_once("://").ok_or("bad url")?;
     let (authority, path) = match rest.find('/') {
@@ -31,6 +34,11 @@ fn send(
     if let Some(h) = header {
         fields
             .append("x-data", h.as_bytes())
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    if let Some(e) = encoding {
+        fields
+            .append("content-encoding", e.as_bytes())
             .map_err(|e| format!("{e:?}"))?;
     }
     let request = OutgoingRequest::new(fields);
@@ -56,14 +64,17 @@ fn send(
         None => None,
     };
     let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
-    if let (Some(ob), Some(text)) = (outgoing_body, body) {
-        let (a, b) = text.as_bytes().split_at(text.len() / 2);
+    if let (Some(ob), Some(bytes)) = (outgoing_body, body) {
+        let (a, b) = bytes.split_at(bytes.len() / 2);
         {
             let stream = ob.write().map_err(|()| "write")?;
             for part in [a, b] {
-                stream
-                    .blocking_write_and_flush(part)
-                    .map_err(|e| format!("{e:?}"))?;
+                // blocking-write-and-flush takes at most 4096 bytes at a time.
+                for piece in part.chunks(4096) {
+                    stream
+                        .blocking_write_and_flush(piece)
+                        .map_err(|e| format!("{e:?}"))?;
+                }
             }
         }
         wasi::http::types::OutgoingBody::finish(ob, None).map_err(|e| format!("{e:?}"))?;
@@ -106,7 +117,14 @@ impl Guest for Fetch {
                 .split(['?', '&'])
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
         };
-        let mut result = send(url, param("header"), param("body"));
+        let header = param("header");
+        let encoding = param("encoding").map(|e| e.replace("%20", " ").replace("%2C", ","));
+        let url = url.to_string();
+        let body: Option<Vec<u8>> = match param("bodyin") {
+            Some(_) => Some(tp_common::read_body(request)),
+            None => param("body").map(|b| b.as_bytes().to_vec()),
+        };
+        let mut result = send(&url, header, encoding.as_deref(), body.as_deref());
         if follow && let Ok((300..=399, Some(location), _)) = &result {
             result = get(&location.clone());
         }
