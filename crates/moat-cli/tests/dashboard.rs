@@ -85,7 +85,7 @@ fn the_event_stream_needs_a_token_or_session_that_may_read_the_audit_log() {
         403
     );
     // An auditor may; an unknown event type is a 400.
-    let (auditor, _) = create_token(&node, "auditor", "sec");
+    let (auditor, auditor_id) = create_token(&node, "auditor", "sec");
     let bearer = format!("Bearer {auditor}");
     let bad = send(
         a,
@@ -103,6 +103,17 @@ fn the_event_stream_needs_a_token_or_session_that_may_read_the_audit_log() {
         s.head.contains("content-type: text/event-stream"),
         "{}",
         s.head
+    );
+    // A stream does not outlive its token.
+    let mut s = s;
+    assert!(
+        !s.ends_within(Duration::from_secs(3)),
+        "ended while allowed"
+    );
+    node.moat_ok(&["tokens", "revoke", &auditor_id]);
+    assert!(
+        s.ends_within(Duration::from_secs(10)),
+        "the stream outlived its revoked token"
     );
 }
 
@@ -195,6 +206,11 @@ fn the_event_stream_takes_the_session_cookie_until_logout() {
     assert_eq!(
         send(a, "GET", "/ui/", &[("cookie", &session.cookie)], "").header("location"),
         Some("/ui/login")
+    );
+    // The stream opened with the session ends with it.
+    assert!(
+        s.ends_within(Duration::from_secs(10)),
+        "the stream outlived its session"
     );
 
     // An open stream does not hold up a stopping node: it ends, and the node drains at once.
@@ -325,6 +341,21 @@ fn login_gives_a_strict_http_only_session_cookie_and_needs_its_csrf_token() {
     node.moat_ok(&["tokens", "revoke", &id]);
     let after = send(a, "GET", "/ui/", &[("cookie", &s.cookie)], "");
     assert_eq!(after.header("location"), Some("/ui/login"));
+
+    // Logging in again replaces the browser's session: the old id is dead.
+    let both = format!("{pre}; {}", parts[0]);
+    let again = post(&[("cookie", &both), (o.0, &o.1)], &body);
+    assert_eq!(again.status, 303, "{}", again.body);
+    let new = again
+        .cookie("moat_session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert_ne!(new, parts[0]);
+    let old = send(a, "GET", "/ui/", &[("cookie", parts[0])], "");
+    assert_eq!(old.header("location"), Some("/ui/login"));
+    assert_eq!(send(a, "GET", "/ui/", &[("cookie", new)], "").status, 200);
 }
 
 #[test]

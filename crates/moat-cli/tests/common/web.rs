@@ -171,7 +171,9 @@ impl Stream {
     pub fn open(admin: &str, query: &str, headers: &[(&str, &str)]) -> Stream {
         let host = host_of(admin).to_string();
         let mut s = TcpStream::connect(&host).unwrap();
-        let mut req = format!("GET /v1/events{query} HTTP/1.1\r\nhost: {host}\r\n");
+        // `connection: close`: when the server ends the stream, the connection ends too.
+        let mut req =
+            format!("GET /v1/events{query} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -235,6 +237,19 @@ impl Stream {
                 )
             });
             self.take(line);
+        }
+    }
+
+    /// Whether the server ends the stream within `limit`.
+    pub fn ends_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.take(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            }
         }
     }
 

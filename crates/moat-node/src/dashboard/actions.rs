@@ -17,6 +17,7 @@ pub(super) async fn login(
         return pages::refused(why);
     }
     let pre_session = cookie(req.headers(), session::LOGIN_COOKIE).map(str::to_string);
+    let previous = cookie(req.headers(), session::COOKIE).map(str::to_string);
     let Some(form) = read_form(req).await else {
         return pages::login_form(
             &node.dashboard,
@@ -38,6 +39,10 @@ pub(super) async fn login(
             StatusCode::UNAUTHORIZED,
         );
     };
+    // A login replaces the browser's session, if it had one: never two at once.
+    if let Some(old) = previous {
+        node.dashboard.sessions.close(&old);
+    }
     let id = match node.dashboard.sessions.open(token, Instant::now()) {
         Ok(id) => id,
         Err(_) => {

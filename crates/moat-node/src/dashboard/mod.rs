@@ -249,6 +249,26 @@ fn events(
         Ok(k) => k,
         Err(e) => return Reply::json_error(StatusCode::BAD_REQUEST, "bad_request", &e, rid),
     };
+    // The stream is judged again while it runs: it ends when its token is revoked or
+    // expires, its role loses `audit:read`, or its session ends (logout, expiry).
+    let session_id = caller.session.as_ref().map(|(id, _)| id.clone());
+    let token = match (&caller.session, bearer(req.headers())) {
+        (Some((_, s)), _) => s.token.clone(),
+        (None, Some(t)) => zeroize::Zeroizing::new(t.to_string()),
+        (None, None) => zeroize::Zeroizing::new(String::new()),
+    };
+    let watcher = Arc::clone(node);
+    let still_allowed = move || {
+        let session_live = session_id
+            .as_deref()
+            .is_none_or(|id| watcher.dashboard.sessions.is_live(id, Instant::now()));
+        session_live
+            && watcher.tokens.check(&token).is_some_and(|t| {
+                watcher
+                    .policies
+                    .token_may(&t, Action::AuditRead.as_str(), None)
+            })
+    };
     let Ok(permit) = Arc::clone(&node.dashboard.streams).try_acquire_owned() else {
         return Reply::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -260,7 +280,7 @@ fn events(
     Reply {
         status: StatusCode::OK,
         content_type: "text/event-stream",
-        body: stream::open(&node.events, kinds, permit),
+        body: stream::open(&node.events, kinds, permit, Box::new(still_allowed)),
         headers: vec![(
             header::HeaderName::from_static("x-accel-buffering"),
             "no".into(),

@@ -101,6 +101,16 @@ impl Sessions {
         })
     }
 
+    /// Whether session `id` is live, without counting this as a use (an open event stream
+    /// asks this; it must not keep an idle session alive).
+    pub fn is_live(&self, id: &str, now: Instant) -> bool {
+        self.live
+            .lock()
+            .ok()
+            .and_then(|live| live.get(&key(id)).map(|s| alive(s, now)))
+            .unwrap_or(false)
+    }
+
     /// Ends session `id` (logout, or its token no longer holds).
     pub fn close(&self, id: &str) {
         if let Ok(mut live) = self.live.lock() {
@@ -159,8 +169,13 @@ mod tests {
         assert!(s.get(&id, t0 + 2 * IDLE).is_none());
 
         let id = s.open("t", t0).unwrap();
+        assert!(s.is_live(&id, t0 + IDLE - Duration::from_secs(1)));
+        // Asking does not keep it alive.
+        assert!(!s.is_live(&id, t0 + IDLE));
+        let id = s.open("t", t0).unwrap();
         s.close(&id);
         assert!(s.get(&id, t0).is_none());
+        assert!(!s.is_live(&id, t0));
     }
 
     #[test]

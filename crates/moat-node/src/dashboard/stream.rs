@@ -20,6 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 use crate::events::{Event, Hub, KINDS};
 
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a running stream's caller is judged again.
+pub const RECHECK: Duration = Duration::from_secs(2);
 /// Open streams per node at most (each is a task and a connection).
 pub const MAX_STREAMS: usize = 64;
 
@@ -76,11 +78,17 @@ fn frame(event: &Event) -> Bytes {
     ))
 }
 
-/// Starts a stream over `hub`, limited to `kinds`; `permit` is held while it runs.
+/// Whether the stream's caller may still read it.
+pub type StillAllowed = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// Starts a stream over `hub`, limited to `kinds`; `permit` is held while it runs. Every
+/// [`RECHECK`] the caller is judged again (`still_allowed`), and the stream ends when it
+/// may no longer read.
 pub fn open(
     hub: &Arc<Hub>,
     kinds: Option<Vec<&'static str>>,
     permit: OwnedSemaphorePermit,
+    still_allowed: StillAllowed,
 ) -> GatewayBody {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let mut events = hub.subscribe();
@@ -97,6 +105,8 @@ pub fn open(
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keep_alive.tick().await;
+        let mut recheck = tokio::time::interval(RECHECK);
+        recheck.tick().await;
         loop {
             let chunk = tokio::select! {
                 got = events.rx.recv() => match got {
@@ -108,6 +118,12 @@ pub fn open(
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                _ = recheck.tick() => {
+                    if still_allowed() {
+                        continue;
+                    }
+                    break;
+                }
                 _ = stopping.wait_for(|stop| *stop) => break,
                 () = tx.closed() => break,
             };
@@ -142,7 +158,7 @@ mod tests {
         let permit = Arc::new(tokio::sync::Semaphore::new(1))
             .try_acquire_owned()
             .unwrap();
-        let mut body = open(&hub, None, permit);
+        let mut body = open(&hub, None, permit, Box::new(|| true));
         body.frame().await.unwrap().unwrap();
         let start = tokio::time::Instant::now();
         for n in 1..=2 {
@@ -152,12 +168,36 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_once_its_caller_may_no_longer_read_it() {
+        let hub = Arc::new(Hub::default());
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let allowed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = Arc::clone(&allowed);
+        let mut body = open(
+            &hub,
+            None,
+            permit,
+            Box::new(move || flag.load(std::sync::atomic::Ordering::Relaxed)),
+        );
+        body.frame().await.unwrap().unwrap();
+        tokio::time::sleep(RECHECK * 3).await;
+        allowed.store(false, std::sync::atomic::Ordering::Relaxed);
+        let start = tokio::time::Instant::now();
+        while let Some(frame) = body.frame().await {
+            frame.unwrap();
+        }
+        assert!(start.elapsed() <= RECHECK);
+    }
+
     #[tokio::test]
     async fn a_slow_reader_gets_a_lag_count_and_the_stream_ends_with_the_node() {
         let hub = Arc::new(Hub::default());
         let permits = Arc::new(tokio::sync::Semaphore::new(1));
         let permit = Arc::clone(&permits).try_acquire_owned().unwrap();
-        let mut body = open(&hub, Some(vec!["deploy"]), permit);
+        let mut body = open(&hub, Some(vec!["deploy"]), permit, Box::new(|| true));
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert!(first.starts_with(b"retry:"));
         // The reader is not reading: the feeding task fills its channel, then its receiver
