@@ -9,6 +9,7 @@
 // 3. A page on another site (localhost vs 127.0.0.1) and one on another origin of the same
 //    site (another port) each auto-submit a rollback form to the dashboard: both are refused
 //    with 403 and nothing changes.
+// 4. The dashboard's own form (log out) is accepted.
 // No dialog may open at any point (markup in values must never run).
 import http from "node:http";
 import { chromium } from "playwright-core";
@@ -127,6 +128,12 @@ try {
   }
   check((await activeVersion("snoop")) === 2, "the refused posts changed nothing (snoop still serves version 2)");
   check(dialogs.length === 0, `no dialog opened (${dialogs.join(", ")})`);
+
+  // 4. A same-origin post from the dashboard itself works: log out (CSRF token and all).
+  await page.bringToFront();
+  await Promise.all([page.waitForURL(`${admin}/ui/login`), page.click("header button[type=submit]")]);
+  await page.goto(`${admin}/ui/`);
+  check(new URL(page.url()).pathname === "/ui/login", "after logging out, the dashboard asks for a token again");
   console.log("e2e: ok");
 } catch (e) {
   failed = true;
