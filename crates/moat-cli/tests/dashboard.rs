@@ -748,3 +748,43 @@ fn the_dashboard_works_in_chromium_and_refuses_cross_site_posts() {
         "{refused:?}\n{said}"
     );
 }
+
+#[test]
+fn the_audit_page_shows_whether_the_stored_chain_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let node = Node::start_on(&data, &[]);
+    for i in 0..4 {
+        node.moat_ok(&["kv", "create", &format!("b{i}")]);
+    }
+    assert_eq!(node.audit_records(None, "admin.post", 4).len(), 4);
+    let s = login(&node.admin, &node.token());
+    let page = send(
+        &node.admin,
+        "GET",
+        "/ui/audit",
+        &[("cookie", &s.cookie)],
+        "",
+    );
+    assert!(page.body.contains("Chain verified: "), "{}", page.body);
+    assert!(page.body.contains("/v1/kv"), "{}", page.body);
+    node.stop();
+
+    // Someone with the database rewrites record 3.
+    let c = rusqlite::Connection::open(data.join("moat.db")).unwrap();
+    c.execute_batch("UPDATE audit_log SET target = '/v1/kv/innocent' WHERE seq = 3;")
+        .unwrap();
+    drop(c);
+    let node = Node::start_on(&data, &[]);
+    let s = login(&node.admin, &node.token());
+    for path in ["/ui/audit", "/ui/"] {
+        let page = send(&node.admin, "GET", path, &[("cookie", &s.cookie)], "");
+        assert!(
+            page.body
+                .contains("Chain verification FAILED after 2 good records")
+                && page.body.contains("record 3 was changed"),
+            "{path}: {}",
+            page.body
+        );
+    }
+}

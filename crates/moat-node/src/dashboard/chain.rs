@@ -63,7 +63,13 @@ impl Verifier {
             }
         }
         let last_seq = records.last().map_or(0, |r| r.seq);
-        let report = moat_telemetry::audit::verify(records, None);
+        // Hashing every record is CPU work: off the async workers that serve requests.
+        let report =
+            tokio::task::spawn_blocking(move || moat_telemetry::audit::verify(records, None))
+                .await
+                .map_err(|e| {
+                    moat_store::StoreError::Backend(format!("audit verification stopped: {e}"))
+                })?;
         let status = Status {
             records: report.records,
             last_seq,
