@@ -10,6 +10,8 @@
 //! either the old state or the new one.
 
 pub mod crypto;
+mod kv;
+mod records;
 mod sqlite;
 pub mod supply;
 
@@ -19,6 +21,8 @@ pub mod conformance;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use kv::KvStore;
+pub use records::RecordStore;
 pub use sqlite::SqliteStore;
 pub use supply::{
     AdvisoryIgnore, AdvisoryRow, ImportCounts, SupplyRecord, SupplyStore, TrustedKey,
@@ -221,7 +225,7 @@ pub struct LogQuery {
 
 /// The node's persistent state. Every method is one atomic operation.
 #[async_trait]
-pub trait Store: SupplyStore + Send + Sync + 'static {
+pub trait Store: SupplyStore + KvStore + RecordStore + Send + Sync + 'static {
     /// Stores content-addressed bytes. Idempotent; refuses bytes that do not hash to `digest`.
     async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()>;
 
@@ -241,32 +245,6 @@ pub trait Store: SupplyStore + Send + Sync + 'static {
     async fn delete_alert_rule(&self, name: &str) -> Result<bool>;
     async fn alert_rules(&self) -> Result<Vec<(String, String)>>;
 
-    // --- key-value buckets (values sealed at rest) ---
-    async fn create_bucket(&self, name: &str, quota: BucketQuota) -> Result<()>;
-    /// Deletes a bucket and every entry in it.
-    async fn delete_bucket(&self, name: &str) -> Result<bool>;
-    async fn list_buckets(&self) -> Result<Vec<BucketRecord>>;
-    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>>;
-    async fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>>;
-    /// Sets a value, refusing with [`StoreError::Quota`] what would break the quota.
-    async fn kv_set(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<()>;
-    async fn kv_delete(&self, bucket: &str, key: &str) -> Result<()>;
-    async fn kv_exists(&self, bucket: &str, key: &str) -> Result<bool>;
-    /// One page of keys in key order, from `cursor` (an offset); the next cursor if more.
-    async fn kv_keys(&self, bucket: &str, cursor: u64) -> Result<(Vec<String>, Option<u64>)>;
-    /// Adds `delta` to the decimal counter at `key` (absent is 0), atomically.
-    async fn kv_increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64>;
-
-    // --- the audit chain ---
-    /// Appends events to the hash chain in one transaction, after the stored head.
-    async fn append_audit(
-        &self,
-        events: Vec<moat_telemetry::audit::AuditEvent>,
-    ) -> Result<Vec<moat_telemetry::audit::ChainedRecord>>;
-    async fn audit_records(
-        &self,
-        query: AuditQuery,
-    ) -> Result<Vec<moat_telemetry::audit::ChainedRecord>>;
     async fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>>;
     async fn has_blob(&self, digest: &str) -> Result<bool>;
 
@@ -306,20 +284,10 @@ pub trait Store: SupplyStore + Send + Sync + 'static {
     /// config capability and its DLP scanners only.
     async fn secret_values(&self) -> Result<Vec<SecretValue>>;
 
-    /// Adds aggregated permission uses (counts add up; first/last seen widen).
-    async fn record_usage(&self, records: Vec<UsageRecord>) -> Result<()>;
-    /// Uses last seen at or after `since_ms`, for one function or all.
-    async fn usage(&self, function: Option<&str>, since_ms: i64) -> Result<Vec<UsageRecord>>;
-
     /// Guardrail policies: `(name, Cedar text)`.
     async fn put_policy(&self, name: &str, text: &str) -> Result<()>;
     async fn delete_policy(&self, name: &str) -> Result<bool>;
     async fn policies(&self) -> Result<Vec<(String, String)>>;
-
-    async fn append_logs(&self, records: Vec<LogRecord>) -> Result<()>;
-    async fn logs(&self, query: LogQuery) -> Result<Vec<LogRecord>>;
-    /// Keeps only the newest `keep` log records of a function.
-    async fn prune_logs(&self, function: &str, keep: u32) -> Result<u64>;
 }
 
 /// Milliseconds since the Unix epoch.
