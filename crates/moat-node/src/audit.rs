@@ -36,6 +36,8 @@ pub struct Audit {
     store: Arc<dyn Store>,
     /// Judges each event as it is recorded (set once the rules are loaded).
     alerts: std::sync::OnceLock<Arc<crate::alerts::Alerts>>,
+    /// Times the writer's store appends (set once metrics exist).
+    metrics: Arc<std::sync::OnceLock<Arc<crate::metrics::Metrics>>>,
 }
 
 impl Audit {
@@ -61,6 +63,7 @@ impl Audit {
             key: Arc::clone(&key),
             store: Arc::clone(&store),
             alerts: std::sync::OnceLock::new(),
+            metrics: Arc::default(),
         });
         tokio::spawn(writer(
             rx,
@@ -69,6 +72,7 @@ impl Audit {
             data_dir.join("audit-checkpoints.log"),
             Arc::clone(&audit.written),
             Arc::clone(&audit.write_failures),
+            Arc::clone(&audit.metrics),
         ));
         Ok(audit)
     }
@@ -76,6 +80,11 @@ impl Audit {
     /// Starts judging events against alert rules.
     pub fn set_alerts(&self, alerts: Arc<crate::alerts::Alerts>) {
         let _ = self.alerts.set(alerts);
+    }
+
+    /// Times the writer's store appends in `/metrics` from now on.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Queues an event; never blocks.
@@ -154,6 +163,7 @@ async fn writer(
     checkpoints: PathBuf,
     written: Arc<AtomicU64>,
     failures: Arc<AtomicU64>,
+    metrics: Arc<std::sync::OnceLock<Arc<crate::metrics::Metrics>>>,
 ) {
     let mut head: Option<(u64, [u8; 32])> = last_record(&*store).await.ok().flatten();
     let mut checkpointed = head.map(|(s, _)| s);
@@ -180,7 +190,14 @@ async fn writer(
         if batch.is_empty() {
             continue;
         }
-        match store.append_audit(batch.clone()).await {
+        let appended = match metrics.get() {
+            Some(m) => {
+                m.store_op("append_audit", store.append_audit(batch.clone()))
+                    .await
+            }
+            None => store.append_audit(batch.clone()).await,
+        };
+        match appended {
             Ok(records) => {
                 written.fetch_add(records.len() as u64, Ordering::Relaxed);
                 if let Some(last) = records.last() {

@@ -1,0 +1,491 @@
+//! OpenTelemetry export (`moat up --otlp-endpoint URL`): one trace per gateway request and
+//! each line of function output as a log record, sent as OTLP/HTTP JSON to `URL/v1/traces`
+//! and `URL/v1/logs`.
+//!
+//! Hand-built JSON rather than the `opentelemetry-otlp` crate: what Moat sends is six spans
+//! and a few log records per request, the encoding is a small, stable part of the OTLP spec
+//! (ids in hex, 64-bit times as decimal strings, enums as integers), and the crate would
+//! bring its SDK, gRPC and a second HTTP client stack into the node for it.
+//!
+//! Off the request path: the gateway and the invocation log hand items to a bounded queue
+//! with `try_send`; a task batches them (up to [`BATCH`] items or [`FLUSH`]) and POSTs. A
+//! full queue drops the item and counts it; a failed POST drops the batch, counts it, and is
+//! logged (at most every [`LOG_EVERY`]). Nothing here ever waits on the collector while a
+//! request is being served.
+//!
+//! Trace ids are the request ids (both 128 random bits in hex), so a trace, the function's
+//! log records and `moat logs --request` all name the same id. Span ids are derived from
+//! the trace id and the phase, so a log record can name the execution span without state.
+//! No caller identity, token, header or body is ever exported; log text is what the store
+//! keeps, already redacted.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use moat_gateway::trace::{Phase, RequestTrace};
+use tokio::sync::mpsc;
+
+/// Items waiting to be exported before new ones are dropped.
+const QUEUE: usize = 16_384;
+/// Items per POST at most.
+const BATCH: usize = 2_048;
+/// How long an item may wait for its batch to fill.
+const FLUSH: Duration = Duration::from_millis(500);
+/// How often an export failure is logged (every failure is counted).
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Lines of one record exported as log records of their own; the rest go in one more.
+const LINES_PER_RECORD: usize = 256;
+
+/// One record of captured output, as the store keeps it (already redacted).
+pub struct LogLine {
+    pub function: String,
+    pub version: i64,
+    pub request_id: String,
+    /// `stdout`, `stderr` or `platform` (a trap, a timeout, a denial).
+    pub stream: String,
+    pub at_ms: i64,
+    pub text: String,
+}
+
+enum Item {
+    Trace(RequestTrace),
+    Log(LogLine),
+}
+
+#[derive(Default)]
+struct Signal {
+    exported: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+pub struct Exporter {
+    tx: mpsc::Sender<Item>,
+    traces: Arc<Signal>,
+    logs: Arc<Signal>,
+}
+
+/// Why an OTLP endpoint is refused.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--otlp-endpoint: expected an `http://` or `https://` URL such as `http://127.0.0.1:4318`, found `{0}`"
+)]
+pub struct BadEndpoint(String);
+
+impl Exporter {
+    /// Checks the endpoint and starts the export task.
+    pub fn start(endpoint: &str) -> Result<Arc<Exporter>, BadEndpoint> {
+        let base = endpoint.trim_end_matches('/');
+        let uri: http::Uri = base.parse().map_err(|_| BadEndpoint(endpoint.into()))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(BadEndpoint(endpoint.into()));
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let me = Arc::new(Exporter {
+            tx,
+            traces: Arc::default(),
+            logs: Arc::default(),
+        });
+        tokio::spawn(export(
+            rx,
+            base.to_string(),
+            Arc::clone(&me.traces),
+            Arc::clone(&me.logs),
+        ));
+        Ok(me)
+    }
+
+    /// Queues a request's trace; never blocks.
+    pub fn trace(&self, trace: RequestTrace) {
+        if self.tx.try_send(Item::Trace(trace)).is_err() {
+            self.traces.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues a record of function output; never blocks.
+    pub fn log(&self, line: LogLine) {
+        if self.tx.try_send(Item::Log(line)).is_err() {
+            self.logs.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        for (name, help, pick) in [
+            (
+                "moat_otlp_exported_total",
+                "Spans and log records accepted by the OTLP collector, by signal.",
+                (|s: &Signal| &s.exported) as fn(&Signal) -> &AtomicU64,
+            ),
+            (
+                "moat_otlp_dropped_total",
+                "Traces and log records dropped because the export queue was full, by signal.",
+                |s: &Signal| &s.dropped,
+            ),
+            (
+                "moat_otlp_export_failures_total",
+                "Failed OTLP POSTs (the batch is dropped), by signal.",
+                |s: &Signal| &s.failed,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (signal, s) in [("traces", &self.traces), ("logs", &self.logs)] {
+                let n = pick(s).load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{signal=\"{signal}\"}} {n}");
+            }
+        }
+    }
+}
+
+async fn export(
+    mut rx: mpsc::Receiver<Item>,
+    base: String,
+    traces: Arc<Signal>,
+    logs: Arc<Signal>,
+) {
+    let mut items = Vec::with_capacity(BATCH);
+    let mut last_logged: Option<Instant> = None;
+    loop {
+        if rx.recv_many(&mut items, BATCH).await == 0 {
+            return; // the node is stopping
+        }
+        let deadline = tokio::time::Instant::now() + FLUSH;
+        while items.len() < BATCH {
+            let room = BATCH - items.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut items, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let (mut spans, mut records) = (String::new(), String::new());
+        let (mut n_spans, mut n_records) = (0u64, 0u64);
+        for item in items.drain(..) {
+            match item {
+                Item::Trace(t) => n_spans += encode_trace(&mut spans, &t),
+                Item::Log(l) => n_records += encode_log(&mut records, &l),
+            }
+        }
+        for (path, body, n, signal) in [
+            ("/v1/traces", resource_spans(&spans), n_spans, &traces),
+            ("/v1/logs", resource_logs(&records), n_records, &logs),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            match post(&format!("{base}{path}"), body).await {
+                Ok(()) => {
+                    signal.exported.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    signal.failed.fetch_add(1, Ordering::Relaxed);
+                    if last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                        last_logged = Some(Instant::now());
+                        tracing::warn!(
+                            "OTLP export to {base}{path} failed ({n} items dropped; counted in moat_otlp_export_failures_total): {e:#}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn post(url: &str, body: String) -> anyhow::Result<()> {
+    let req = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::USER_AGENT, "moat-otlp")
+        .body(Full::new(Bytes::from(body)))?;
+    let status = crate::outbound::request(req).await?;
+    if !status.is_success() {
+        anyhow::bail!("the collector answered {status}");
+    }
+    Ok(())
+}
+
+const RESOURCE: &str = concat!(
+    r#"{"attributes":[{"key":"service.name","value":{"stringValue":"moat"}},"#,
+    r#"{"key":"service.version","value":{"stringValue":""#,
+    env!("CARGO_PKG_VERSION"),
+    r#""}}]}"#
+);
+const SCOPE: &str = concat!(
+    r#"{"name":"moat","version":""#,
+    env!("CARGO_PKG_VERSION"),
+    r#""}"#
+);
+
+fn resource_spans(spans: &str) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{RESOURCE},"scopeSpans":[{{"scope":{SCOPE},"spans":[{spans}]}}]}}]}}"#
+    )
+}
+
+fn resource_logs(records: &str) -> String {
+    format!(
+        r#"{{"resourceLogs":[{{"resource":{RESOURCE},"scopeLogs":[{{"scope":{SCOPE},"logRecords":[{records}]}}]}}]}}"#
+    )
+}
+
+/// The trace id for a request id: the id itself when it is 32 hex digits (Moat's are), else
+/// the first 16 bytes of its SHA-256.
+pub fn trace_id(request_id: &str) -> String {
+    if request_id.len() == 32 && request_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return request_id.to_ascii_lowercase();
+    }
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(request_id.as_bytes())[..16])
+}
+
+/// A span id derived from the trace id and a slot (0 is the root, then one per phase):
+/// unique within the trace, never zero.
+pub fn span_id(trace_id: &str, slot: u64) -> String {
+    let seed = u64::from_str_radix(trace_id.get(16..32).unwrap_or("1"), 16).unwrap_or(1);
+    let mut z = seed ^ slot.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    format!("{:016x}", z.max(1))
+}
+
+fn slot(phase: Phase) -> u64 {
+    match phase {
+        Phase::Policy => 1,
+        Phase::Validation => 2,
+        Phase::Instantiation => 3,
+        Phase::Execution => 4,
+        Phase::Dlp => 5,
+    }
+}
+
+fn unix_nanos(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+fn attr_str(out: &mut String, key: &str, value: &str) {
+    let _ = write!(
+        out,
+        r#"{{"key":"{key}","value":{{"stringValue":{}}}}},"#,
+        serde_json::Value::from(value)
+    );
+}
+
+fn attr_int(out: &mut String, key: &str, value: u64) {
+    let _ = write!(
+        out,
+        r#"{{"key":"{key}","value":{{"intValue":"{value}"}}}},"#
+    );
+}
+
+/// Appends the trace's spans (comma-separated); returns how many.
+fn encode_trace(out: &mut String, t: &RequestTrace) -> u64 {
+    let Some(start) = t.start else {
+        return 0;
+    };
+    let start_ns = unix_nanos(start);
+    let tid = trace_id(&t.request_id);
+    let root = span_id(&tid, 0);
+    let mut attrs = String::new();
+    attr_str(&mut attrs, "moat.request_id", &t.request_id);
+    if let Some(f) = &t.function {
+        attr_str(&mut attrs, "moat.function", f);
+        attr_int(&mut attrs, "moat.function.version", t.version.max(0) as u64);
+    }
+    if let Some(status) = t.status {
+        attr_int(&mut attrs, "http.response.status_code", u64::from(status));
+    }
+    attr_int(
+        &mut attrs,
+        "moat.queue_wait_us",
+        t.queue_wait.as_micros() as u64,
+    );
+    // 2 is ERROR: a platform failure or a guest failure; 4xx are the caller's, left unset.
+    let code = match t.status {
+        Some(s) if s >= 500 => 2,
+        None => 2,
+        _ => 0,
+    };
+    push_span(
+        out,
+        &tid,
+        &root,
+        None,
+        "moat.request",
+        2,
+        start_ns,
+        t.duration,
+        &attrs,
+        code,
+    );
+    for p in &t.phases {
+        let mut attrs = String::new();
+        if p.phase == Phase::Dlp {
+            attr_str(&mut attrs, "moat.dlp.mode", t.dlp_mode);
+            attr_int(
+                &mut attrs,
+                "moat.dlp.headers_us",
+                t.dlp_headers.as_micros() as u64,
+            );
+            let _ = write!(
+                attrs,
+                r#"{{"key":"moat.response.streamed","value":{{"boolValue":{}}}}},"#,
+                t.streamed
+            );
+        }
+        push_span(
+            out,
+            &tid,
+            &span_id(&tid, slot(p.phase)),
+            Some(&root),
+            p.phase.span_name(),
+            1,
+            start_ns + p.start.as_nanos(),
+            p.duration,
+            &attrs,
+            0,
+        );
+    }
+    1 + t.phases.len() as u64
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one OTLP span's fields, in the spec's order"
+)]
+fn push_span(
+    out: &mut String,
+    trace: &str,
+    span: &str,
+    parent: Option<&str>,
+    name: &str,
+    kind: u8,
+    start_ns: u128,
+    duration: Duration,
+    attrs: &str,
+    status: u8,
+) {
+    if !out.is_empty() && !out.ends_with(',') {
+        out.push(',');
+    }
+    let parent = parent.map_or(String::new(), |p| format!(r#""parentSpanId":"{p}","#));
+    let end_ns = start_ns + duration.as_nanos();
+    let _ = write!(
+        out,
+        r#"{{"traceId":"{trace}","spanId":"{span}",{parent}"name":"{name}","kind":{kind},"startTimeUnixNano":"{start_ns}","endTimeUnixNano":"{end_ns}","attributes":[{}],"status":{{"code":{status}}}}}"#,
+        attrs.trim_end_matches(',')
+    );
+}
+
+/// Appends one log record per line (up to [`LINES_PER_RECORD`], the rest in one more);
+/// returns how many.
+fn encode_log(out: &mut String, l: &LogLine) -> u64 {
+    let (severity, text) = match l.stream.as_str() {
+        "stdout" => (9, "INFO"),
+        "stderr" => (13, "WARN"),
+        _ => (17, "ERROR"),
+    };
+    let time_ns = i128::from(l.at_ms.max(0)) * 1_000_000;
+    let tid = (l.request_id != "-").then(|| trace_id(&l.request_id));
+    let mut attrs = String::new();
+    attr_str(&mut attrs, "moat.function", &l.function);
+    attr_int(&mut attrs, "moat.function.version", l.version.max(0) as u64);
+    attr_str(&mut attrs, "moat.stream", &l.stream);
+    attr_str(&mut attrs, "moat.request_id", &l.request_id);
+    let attrs = attrs.trim_end_matches(',');
+    let ids = match &tid {
+        Some(t) => format!(
+            r#""traceId":"{t}","spanId":"{}","#,
+            span_id(t, slot(Phase::Execution))
+        ),
+        None => String::new(),
+    };
+    let mut lines = l.text.lines().filter(|s| !s.is_empty());
+    let mut bodies: Vec<String> = lines
+        .by_ref()
+        .take(LINES_PER_RECORD)
+        .map(str::to_string)
+        .collect();
+    let rest: Vec<&str> = lines.collect();
+    if !rest.is_empty() {
+        bodies.push(rest.join("\n"));
+    }
+    for body in &bodies {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"timeUnixNano":"{time_ns}","observedTimeUnixNano":"{time_ns}","severityNumber":{severity},"severityText":"{text}",{ids}"body":{{"stringValue":{}}},"attributes":[{attrs}]}}"#,
+            serde_json::Value::from(body.as_str())
+        );
+    }
+    bodies.len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use moat_gateway::trace::PhaseTiming;
+
+    #[test]
+    fn a_trace_encodes_as_otlp_json_with_a_root_and_child_spans() {
+        let rid = "0123456789abcdef0123456789abcdef";
+        let t = RequestTrace {
+            request_id: rid.into(),
+            function: Some("f".into()),
+            version: 2,
+            status: Some(200),
+            start: Some(UNIX_EPOCH + Duration::from_secs(1)),
+            duration: Duration::from_millis(3),
+            phases: vec![PhaseTiming {
+                phase: Phase::Execution,
+                start: Duration::from_millis(1),
+                duration: Duration::from_millis(1),
+            }],
+            ..Default::default()
+        };
+        let mut spans = String::new();
+        assert_eq!(encode_trace(&mut spans, &t), 2);
+        let v: serde_json::Value = serde_json::from_str(&resource_spans(&spans)).unwrap();
+        let spans = &v["resourceSpans"][0]["scopeSpans"][0]["spans"];
+        assert_eq!(spans[0]["traceId"], rid);
+        assert_eq!(spans[0]["name"], "moat.request");
+        assert_eq!(spans[0]["startTimeUnixNano"], "1000000000");
+        assert_eq!(spans[0]["endTimeUnixNano"], "1003000000");
+        assert_eq!(spans[1]["parentSpanId"], spans[0]["spanId"]);
+        assert_eq!(spans[1]["name"], "moat.execution");
+        assert_eq!(spans[1]["startTimeUnixNano"], "1001000000");
+        assert_ne!(spans[1]["spanId"], spans[0]["spanId"]);
+    }
+
+    #[test]
+    fn log_lines_become_records_with_escaped_bodies_and_the_execution_span() {
+        let rid = "0123456789abcdef0123456789abcdef";
+        let mut out = String::new();
+        let line = LogLine {
+            function: "f".into(),
+            version: 1,
+            request_id: rid.into(),
+            stream: "stderr".into(),
+            at_ms: 5,
+            text: "a \"quoted\"\n\nsecond\n".into(),
+        };
+        assert_eq!(encode_log(&mut out, &line), 2);
+        let v: serde_json::Value = serde_json::from_str(&resource_logs(&out)).unwrap();
+        let records = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"];
+        assert_eq!(records[0]["body"]["stringValue"], "a \"quoted\"");
+        assert_eq!(records[1]["body"]["stringValue"], "second");
+        assert_eq!(records[0]["traceId"], rid);
+        assert_eq!(records[0]["spanId"], span_id(rid, slot(Phase::Execution)));
+        assert_eq!(records[0]["severityNumber"], 13);
+        let many = LogLine {
+            text: "x\n".repeat(LINES_PER_RECORD + 10),
+            ..line
+        };
+        let mut out = String::new();
+        assert_eq!(encode_log(&mut out, &many), LINES_PER_RECORD as u64 + 1);
+    }
+}
