@@ -102,6 +102,7 @@ impl Trace {
                 request_id: request_id.to_string(),
                 start: Some(SystemTime::now()),
                 dlp_mode: "off",
+                phases: Vec::with_capacity(5),
                 ..Default::default()
             }),
             observer: Arc::clone(observer),

@@ -4,32 +4,34 @@
 
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::Weak;
 
 use moat_gateway::Gateway;
 
+/// Held by `Metrics`, so what reaches back to it (the gateway's observer, the audit writer)
+/// is held weakly: a cycle would keep the store open past the node's end, and SQLite would
+/// never fold its WAL back into the database.
 pub struct Sources {
-    pub gateway: Arc<Gateway>,
+    pub gateway: Weak<Gateway>,
     /// `<data-dir>/compiled`, the sealed compiled artifacts.
     pub compiled: PathBuf,
-    pub otlp: Option<Arc<crate::otlp::Exporter>>,
-    pub limits: Arc<crate::limits_audit::LimitAudit>,
+    pub otlp: Option<std::sync::Arc<crate::otlp::Exporter>>,
+    pub limits: Weak<crate::limits_audit::LimitAudit>,
 }
 
 impl Sources {
     pub fn render(&self, out: &mut String) {
-        let mut routes: Vec<_> = self
-            .gateway
-            .routes()
-            .iter()
-            .map(|r| {
-                (
-                    r.function.clone(),
-                    r.concurrency.in_flight(),
-                    r.concurrency.queued(),
-                )
-            })
-            .collect();
+        let mut routes: Vec<_> = match self.gateway.upgrade() {
+            Some(gateway) => gateway
+                .routes()
+                .iter()
+                .map(|r| {
+                    let c = &r.concurrency;
+                    (r.function.clone(), c.in_flight(), c.queued())
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         routes.sort();
         let _ = writeln!(
             out,
@@ -57,7 +59,9 @@ impl Sources {
             "# HELP moat_compiled_artifacts Sealed compiled artifacts on disk.\n# TYPE moat_compiled_artifacts gauge\nmoat_compiled_artifacts {count}\n\
              # HELP moat_compiled_artifact_bytes Bytes of sealed compiled artifacts on disk.\n# TYPE moat_compiled_artifact_bytes gauge\nmoat_compiled_artifact_bytes {bytes}"
         );
-        self.limits.render(out);
+        if let Some(limits) = self.limits.upgrade() {
+            limits.render(out);
+        }
         if let Some(otlp) = &self.otlp {
             otlp.render(out);
         }

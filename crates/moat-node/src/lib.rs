@@ -214,10 +214,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), gateway_observer);
     metrics.set_sources(gauges::Sources {
-        gateway: Arc::clone(&gateway),
+        gateway: Arc::downgrade(&gateway),
         compiled: dir.join("compiled"),
         otlp,
-        limits: Arc::clone(&limit_audit),
+        limits: Arc::downgrade(&limit_audit),
     });
     let system: Arc<dyn moat_runtime::egress::Resolver> =
         Arc::new(moat_runtime::egress::SystemResolver);

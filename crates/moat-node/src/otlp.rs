@@ -229,25 +229,31 @@ fn resource_logs(records: &str) -> String {
     )
 }
 
-/// The trace id for a request id: the id itself when it is 32 hex digits (Moat's are), else
-/// the first 16 bytes of its SHA-256.
+/// The trace id for a request id: the id itself when it is 32 lowercase hex digits (Moat's
+/// are), else the first 16 bytes of its SHA-256.
 pub fn trace_id(request_id: &str) -> String {
-    if request_id.len() == 32 && request_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return request_id.to_ascii_lowercase();
+    if request_id.len() == 32
+        && request_id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return request_id.to_string();
     }
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(request_id.as_bytes())[..16])
 }
 
-/// A span id derived from the trace id and a slot (0 is the root, then one per phase):
-/// unique within the trace, never zero.
-pub fn span_id(trace_id: &str, slot: u64) -> String {
-    let seed = u64::from_str_radix(trace_id.get(16..32).unwrap_or("1"), 16).unwrap_or(1);
+/// Span ids are derived from the trace id and a slot (0 is the root, then one per phase):
+/// unique within the trace, never zero (splitmix64 of the trace id's low half and the slot).
+fn span_seed(trace_id: &str) -> u64 {
+    u64::from_str_radix(trace_id.get(16..32).unwrap_or("1"), 16).unwrap_or(1)
+}
+
+fn span_bits(seed: u64, slot: u64) -> u64 {
     let mut z = seed ^ slot.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    format!("{:016x}", z.max(1))
+    (z ^ (z >> 31)).max(1)
 }
 
 fn slot(phase: Phase) -> u64 {
@@ -260,23 +266,70 @@ fn slot(phase: Phase) -> u64 {
     }
 }
 
-fn unix_nanos(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+/// Nanoseconds since the epoch (a u64 lasts until 2554, and formats faster than a u128).
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+// The encoders below run for every request the node serves, so they append to one buffer
+// with `push_str` instead of going through `format_args!` and allocate nothing per item.
+
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out.push_str(std::str::from_utf8(&buf).unwrap_or("0000000000000001"));
+}
+
+/// `value` as a JSON string; names and ids (the usual case) are copied as they are.
+fn json_string(out: &mut String, value: &str) {
+    if value
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+    {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(value).to_string());
+    }
 }
 
 fn attr_str(out: &mut String, key: &str, value: &str) {
-    let _ = write!(
-        out,
-        r#"{{"key":"{key}","value":{{"stringValue":{}}}}},"#,
-        serde_json::Value::from(value)
-    );
+    out.push_str(r#"{"key":""#);
+    out.push_str(key);
+    out.push_str(r#"","value":{"stringValue":"#);
+    json_string(out, value);
+    out.push_str("}},");
 }
 
 fn attr_int(out: &mut String, key: &str, value: u64) {
-    let _ = write!(
-        out,
-        r#"{{"key":"{key}","value":{{"intValue":"{value}"}}}},"#
-    );
+    out.push_str(r#"{"key":""#);
+    out.push_str(key);
+    out.push_str(r#"","value":{"intValue":""#);
+    push_u64(out, value);
+    out.push_str(r#""}},"#);
 }
 
 /// Appends the trace's spans (comma-separated); returns how many.
@@ -286,142 +339,165 @@ fn encode_trace(out: &mut String, t: &RequestTrace) -> u64 {
     };
     let start_ns = unix_nanos(start);
     let tid = trace_id(&t.request_id);
-    let root = span_id(&tid, 0);
-    let mut attrs = String::new();
-    attr_str(&mut attrs, "moat.request_id", &t.request_id);
-    if let Some(f) = &t.function {
-        attr_str(&mut attrs, "moat.function", f);
-        attr_int(&mut attrs, "moat.function.version", t.version.max(0) as u64);
-    }
-    if let Some(status) = t.status {
-        attr_int(&mut attrs, "http.response.status_code", u64::from(status));
-    }
-    attr_int(
-        &mut attrs,
-        "moat.queue_wait_us",
-        t.queue_wait.as_micros() as u64,
-    );
+    let seed = span_seed(&tid);
+    let root = span_bits(seed, 0);
     // 2 is ERROR: a platform failure or a guest failure; 4xx are the caller's, left unset.
     let code = match t.status {
-        Some(s) if s >= 500 => 2,
-        None => 2,
-        _ => 0,
+        Some(s) if s < 500 => 0,
+        _ => 2,
     };
-    push_span(
-        out,
-        &tid,
-        &root,
-        None,
-        "moat.request",
-        2,
+    let span = Span {
+        trace: &tid,
+        id: root,
+        parent: None,
+        name: "moat.request",
+        kind: 2,
         start_ns,
-        t.duration,
-        &attrs,
-        code,
-    );
+        duration: t.duration,
+    };
+    span.open(out);
+    attr_str(out, "moat.request_id", &t.request_id);
+    if let Some(f) = &t.function {
+        attr_str(out, "moat.function", f);
+        attr_int(out, "moat.function.version", t.version.max(0) as u64);
+    }
+    if let Some(status) = t.status {
+        attr_int(out, "http.response.status_code", u64::from(status));
+    }
+    attr_int(out, "moat.queue_wait_us", t.queue_wait.as_micros() as u64);
+    close_span(out, code);
     for p in &t.phases {
-        let mut attrs = String::new();
+        let span = Span {
+            trace: &tid,
+            id: span_bits(seed, slot(p.phase)),
+            parent: Some(root),
+            name: p.phase.span_name(),
+            kind: 1,
+            start_ns: start_ns.saturating_add(nanos(p.start)),
+            duration: p.duration,
+        };
+        span.open(out);
         if p.phase == Phase::Dlp {
-            attr_str(&mut attrs, "moat.dlp.mode", t.dlp_mode);
-            attr_int(
-                &mut attrs,
-                "moat.dlp.headers_us",
-                t.dlp_headers.as_micros() as u64,
-            );
-            let _ = write!(
-                attrs,
-                r#"{{"key":"moat.response.streamed","value":{{"boolValue":{}}}}},"#,
-                t.streamed
-            );
+            attr_str(out, "moat.dlp.mode", t.dlp_mode);
+            attr_int(out, "moat.dlp.headers_us", t.dlp_headers.as_micros() as u64);
+            out.push_str(r#"{"key":"moat.response.streamed","value":{"boolValue":"#);
+            out.push_str(if t.streamed { "true" } else { "false" });
+            out.push_str("}},");
         }
-        push_span(
-            out,
-            &tid,
-            &span_id(&tid, slot(p.phase)),
-            Some(&root),
-            p.phase.span_name(),
-            1,
-            start_ns + p.start.as_nanos(),
-            p.duration,
-            &attrs,
-            0,
-        );
+        close_span(out, 0);
     }
     1 + t.phases.len() as u64
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one OTLP span's fields, in the spec's order"
-)]
-fn push_span(
-    out: &mut String,
-    trace: &str,
-    span: &str,
-    parent: Option<&str>,
-    name: &str,
+/// One OTLP span's fields before its attributes.
+struct Span<'a> {
+    trace: &'a str,
+    id: u64,
+    parent: Option<u64>,
+    name: &'a str,
+    /// 1 internal, 2 server.
     kind: u8,
-    start_ns: u128,
+    start_ns: u64,
     duration: Duration,
-    attrs: &str,
-    status: u8,
-) {
-    if !out.is_empty() && !out.ends_with(',') {
-        out.push(',');
+}
+
+impl Span<'_> {
+    /// Writes the span up to its open attribute list; [`close_span`] ends it.
+    fn open(&self, out: &mut String) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(r#"{"traceId":""#);
+        out.push_str(self.trace);
+        out.push_str(r#"","spanId":""#);
+        push_hex(out, self.id);
+        if let Some(p) = self.parent {
+            out.push_str(r#"","parentSpanId":""#);
+            push_hex(out, p);
+        }
+        out.push_str(r#"","name":""#);
+        out.push_str(self.name);
+        out.push_str(r#"","kind":"#);
+        push_u64(out, u64::from(self.kind));
+        out.push_str(r#","startTimeUnixNano":""#);
+        push_u64(out, self.start_ns);
+        out.push_str(r#"","endTimeUnixNano":""#);
+        push_u64(out, self.start_ns.saturating_add(nanos(self.duration)));
+        out.push_str(r#"","attributes":["#);
     }
-    let parent = parent.map_or(String::new(), |p| format!(r#""parentSpanId":"{p}","#));
-    let end_ns = start_ns + duration.as_nanos();
-    let _ = write!(
-        out,
-        r#"{{"traceId":"{trace}","spanId":"{span}",{parent}"name":"{name}","kind":{kind},"startTimeUnixNano":"{start_ns}","endTimeUnixNano":"{end_ns}","attributes":[{}],"status":{{"code":{status}}}}}"#,
-        attrs.trim_end_matches(',')
-    );
+}
+
+fn close_span(out: &mut String, status: u8) {
+    if out.ends_with(',') {
+        out.pop();
+    }
+    out.push_str(r#"],"status":{"code":"#);
+    push_u64(out, u64::from(status));
+    out.push_str("}}");
 }
 
 /// Appends one log record per line (up to [`LINES_PER_RECORD`], the rest in one more);
 /// returns how many.
 fn encode_log(out: &mut String, l: &LogLine) -> u64 {
     let (severity, text) = match l.stream.as_str() {
-        "stdout" => (9, "INFO"),
-        "stderr" => (13, "WARN"),
-        _ => (17, "ERROR"),
+        "stdout" => ("9", "INFO"),
+        "stderr" => ("13", "WARN"),
+        _ => ("17", "ERROR"),
     };
-    let time_ns = i128::from(l.at_ms.max(0)) * 1_000_000;
-    let tid = (l.request_id != "-").then(|| trace_id(&l.request_id));
-    let mut attrs = String::new();
-    attr_str(&mut attrs, "moat.function", &l.function);
-    attr_int(&mut attrs, "moat.function.version", l.version.max(0) as u64);
-    attr_str(&mut attrs, "moat.stream", &l.stream);
-    attr_str(&mut attrs, "moat.request_id", &l.request_id);
-    let attrs = attrs.trim_end_matches(',');
-    let ids = match &tid {
-        Some(t) => format!(
-            r#""traceId":"{t}","spanId":"{}","#,
-            span_id(t, slot(Phase::Execution))
-        ),
-        None => String::new(),
-    };
-    let mut lines = l.text.lines().filter(|s| !s.is_empty());
-    let mut bodies: Vec<String> = lines
-        .by_ref()
-        .take(LINES_PER_RECORD)
-        .map(str::to_string)
-        .collect();
-    let rest: Vec<&str> = lines.collect();
-    if !rest.is_empty() {
-        bodies.push(rest.join("\n"));
+    let time_ns = u64::try_from(l.at_ms.max(0))
+        .unwrap_or(0)
+        .saturating_mul(1_000_000);
+    // Everything after the body is the same for each line of the record.
+    let mut tail = String::new();
+    tail.push_str(r#","attributes":["#);
+    attr_str(&mut tail, "moat.function", &l.function);
+    attr_int(&mut tail, "moat.function.version", l.version.max(0) as u64);
+    attr_str(&mut tail, "moat.stream", &l.stream);
+    attr_str(&mut tail, "moat.request_id", &l.request_id);
+    tail.pop();
+    tail.push_str("]}");
+    let mut head = String::new();
+    head.push_str(r#"{"timeUnixNano":""#);
+    push_u64(&mut head, time_ns);
+    head.push_str(r#"","observedTimeUnixNano":""#);
+    push_u64(&mut head, time_ns);
+    head.push_str(r#"","severityNumber":"#);
+    head.push_str(severity);
+    head.push_str(r#","severityText":""#);
+    head.push_str(text);
+    head.push_str(r#"","#);
+    if l.request_id != "-" {
+        let tid = trace_id(&l.request_id);
+        head.push_str(r#""traceId":""#);
+        head.push_str(&tid);
+        head.push_str(r#"","spanId":""#);
+        push_hex(
+            &mut head,
+            span_bits(span_seed(&tid), slot(Phase::Execution)),
+        );
+        head.push_str(r#"","#);
     }
-    for body in &bodies {
+    head.push_str(r#""body":{"stringValue":"#);
+    let mut lines = l.text.lines().filter(|s| !s.is_empty());
+    let mut n = 0;
+    let mut push = |out: &mut String, body: &str| {
         if !out.is_empty() {
             out.push(',');
         }
-        let _ = write!(
-            out,
-            r#"{{"timeUnixNano":"{time_ns}","observedTimeUnixNano":"{time_ns}","severityNumber":{severity},"severityText":"{text}",{ids}"body":{{"stringValue":{}}},"attributes":[{attrs}]}}"#,
-            serde_json::Value::from(body.as_str())
-        );
+        out.push_str(&head);
+        json_string(out, body);
+        out.push('}');
+        out.push_str(&tail);
+        n += 1;
+    };
+    for line in lines.by_ref().take(LINES_PER_RECORD) {
+        push(out, line);
     }
-    bodies.len() as u64
+    let rest: Vec<&str> = lines.collect();
+    if !rest.is_empty() {
+        push(out, &rest.join("\n"));
+    }
+    n
 }
 
 #[cfg(test)]
@@ -429,6 +505,12 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
     use moat_gateway::trace::PhaseTiming;
+
+    fn span_id(trace_id: &str, slot: u64) -> String {
+        let mut s = String::new();
+        push_hex(&mut s, span_bits(span_seed(trace_id), slot));
+        s
+    }
 
     #[test]
     fn a_trace_encodes_as_otlp_json_with_a_root_and_child_spans() {
@@ -459,6 +541,26 @@ mod tests {
         assert_eq!(spans[1]["name"], "moat.execution");
         assert_eq!(spans[1]["startTimeUnixNano"], "1001000000");
         assert_ne!(spans[1]["spanId"], spans[0]["spanId"]);
+    }
+
+    #[test]
+    fn numbers_and_ids_are_written_as_the_spec_wants() {
+        let mut s = String::new();
+        push_hex(&mut s, 0x1234);
+        push_u64(&mut s, 0);
+        push_u64(&mut s, u64::MAX);
+        assert_eq!(s, "0000000000001234018446744073709551615");
+        let rid = "0123456789abcdef0123456789abcdef";
+        assert_eq!(trace_id(rid), rid);
+        assert_eq!(trace_id("-").len(), 32);
+        let ids: std::collections::HashSet<String> = (0..6).map(|i| span_id(rid, i)).collect();
+        assert_eq!(ids.len(), 6);
+        let mut j = String::new();
+        json_string(&mut j, "tab\there \"q\" é");
+        assert_eq!(
+            serde_json::from_str::<String>(&j).unwrap(),
+            "tab\there \"q\" é"
+        );
     }
 
     #[test]
