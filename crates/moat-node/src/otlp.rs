@@ -8,7 +8,10 @@
 //! bring its SDK, gRPC and a second HTTP client stack into the node for it.
 //!
 //! Off the request path: the gateway and the invocation log hand items to a bounded queue
-//! with `try_send`; a task batches them (up to [`BATCH`] items or [`FLUSH`]) and POSTs. A
+//! with `try_send`; a task wakes every [`FLUSH`], drains the queue and POSTs batches of up
+//! to [`BATCH`] items. It never waits on the queue itself: a receiver waiting for items would
+//! be woken (a cross-thread wake, a futex call) by every request, which cost more than
+//! encoding the trace. A
 //! full queue drops the item and counts it; a failed POST drops the batch, counts it, and is
 //! logged (at most every [`LOG_EVERY`]). Nothing here ever waits on the collector while a
 //! request is being served.
@@ -30,11 +33,11 @@ use moat_gateway::trace::{Phase, RequestTrace};
 use tokio::sync::mpsc;
 
 /// Items waiting to be exported before new ones are dropped.
-const QUEUE: usize = 16_384;
+const QUEUE: usize = 32_768;
 /// Items per POST at most.
-const BATCH: usize = 2_048;
-/// How long an item may wait for its batch to fill.
-const FLUSH: Duration = Duration::from_millis(500);
+const BATCH: usize = 4_096;
+/// How often the queue is drained (so it holds about this long of traffic).
+const FLUSH: Duration = Duration::from_millis(200);
 /// How often an export failure is logged (every failure is counted).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Lines of one record exported as log records of their own; the rest go in one more.
@@ -148,17 +151,29 @@ async fn export(
 ) {
     let mut items = Vec::with_capacity(BATCH);
     let mut last_logged: Option<Instant> = None;
+    let mut tick = tokio::time::interval(FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = false;
     loop {
-        if rx.recv_many(&mut items, BATCH).await == 0 {
-            return; // the node is stopping
-        }
-        let deadline = tokio::time::Instant::now() + FLUSH;
-        while items.len() < BATCH {
-            let room = BATCH - items.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut items, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        if items.is_empty() {
+            if stopping {
+                return;
             }
+            tick.tick().await;
+        }
+        while items.len() < BATCH {
+            match rx.try_recv() {
+                Ok(item) => items.push(item),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                // The node is stopping: send what is left, then end.
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    stopping = true;
+                    break;
+                }
+            }
+        }
+        if items.is_empty() {
+            continue;
         }
         let (mut spans, mut records) = (String::new(), String::new());
         let (mut n_spans, mut n_records) = (0u64, 0u64);
