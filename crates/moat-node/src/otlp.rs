@@ -154,8 +154,10 @@ async fn export(
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
+    // A full batch means the queue may hold more: send on without waiting for the tick.
+    let mut behind = false;
     loop {
-        if items.is_empty() {
+        if !behind {
             if stopping {
                 return;
             }
@@ -172,6 +174,7 @@ async fn export(
                 }
             }
         }
+        behind = items.len() == BATCH;
         if items.is_empty() {
             continue;
         }
@@ -379,7 +382,9 @@ fn encode_trace(out: &mut String, t: &RequestTrace) -> u64 {
     if let Some(status) = t.status {
         attr_int(out, "http.response.status_code", u64::from(status));
     }
-    attr_int(out, "moat.queue_wait_us", t.queue_wait.as_micros() as u64);
+    if !t.queue_wait.is_zero() {
+        attr_int(out, "moat.queue_wait_us", t.queue_wait.as_micros() as u64);
+    }
     close_span(out, code);
     for p in &t.phases {
         let span = Span {
@@ -442,13 +447,23 @@ impl Span<'_> {
     }
 }
 
+/// Ends a span; a status code of 0 (unset) is the default and is left out, as are empty
+/// attributes (most spans have neither, and every byte is sent for every request).
 fn close_span(out: &mut String, status: u8) {
     if out.ends_with(',') {
         out.pop();
+        out.push(']');
+    } else if out.ends_with(r#","attributes":["#) {
+        out.truncate(out.len() - r#","attributes":["#.len());
+    } else {
+        out.push(']');
     }
-    out.push_str(r#"],"status":{"code":"#);
-    push_u64(out, u64::from(status));
-    out.push_str("}}");
+    if status != 0 {
+        out.push_str(r#","status":{"code":"#);
+        push_u64(out, u64::from(status));
+        out.push('}');
+    }
+    out.push('}');
 }
 
 /// Appends one log record per line (up to [`LINES_PER_RECORD`], the rest in one more);
