@@ -164,6 +164,8 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
             self_signed: args.tls_self_signed,
             insecure_http: args.insecure_http,
         },
+        otlp_endpoint: args.otlp_endpoint,
+        telemetry_off: args.telemetry_off,
     })
     .await
 }

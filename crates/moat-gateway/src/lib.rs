@@ -15,6 +15,7 @@ pub mod limits;
 mod routes;
 mod server;
 pub mod tls;
+pub mod trace;
 
 pub use errors::{ErrorCode, error_response};
 pub use routes::{Match, Route, RouteTable};

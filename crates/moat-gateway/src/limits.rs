@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// has its own, so one at its limit never takes slots from another.
 pub struct Concurrency {
     slots: std::sync::Arc<Semaphore>,
+    max: usize,
     waiting: AtomicUsize,
     queue: usize,
     queue_wait: Duration,
@@ -22,10 +23,21 @@ impl Concurrency {
     pub fn new(max: usize, queue: usize, queue_wait: Duration) -> Self {
         Concurrency {
             slots: std::sync::Arc::new(Semaphore::new(max)),
+            max,
             waiting: AtomicUsize::new(0),
             queue,
             queue_wait,
         }
+    }
+
+    /// Invocations holding a slot now (for the in-flight gauge; read, never waited on).
+    pub fn in_flight(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Requests waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// A slot, or `None` when the function is at capacity and its queue is full or the
@@ -239,6 +251,7 @@ mod tests {
     async fn concurrency_queues_briefly_then_refuses() {
         let c = Concurrency::new(1, 1, Duration::from_millis(50));
         let held = c.acquire().await.unwrap();
+        assert_eq!((c.in_flight(), c.queued()), (1, 0));
         // One may wait; it times out since the slot is never freed.
         assert!(c.acquire().await.is_none());
         drop(held);

@@ -85,6 +85,13 @@ impl RouteTable {
             .map(|(_, route)| route)
     }
 
+    /// Every route, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.exact
+            .values()
+            .chain(self.prefixes.iter().map(|(_, r)| r))
+    }
+
     pub fn len(&self) -> usize {
         self.exact.len() + self.prefixes.len()
     }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
@@ -24,6 +24,7 @@ use crate::errors::{ErrorCode, error_response};
 use crate::frontdoor::{Guarded, HeadLimits};
 use crate::limits::{IpNet, RateLimiter, client_ip};
 use crate::routes::{Route, RouteTable};
+use crate::trace::{Phase, RequestTrace, Trace};
 use crate::validate::RuleFailure;
 use crate::{AuthDecision, Authenticator, new_request_id};
 
@@ -48,6 +49,15 @@ pub trait Observer: Send + Sync + 'static {
         _request_id: &str,
     ) {
     }
+    /// An invocation got its concurrency slot after waiting `wait` (zero when one was free).
+    fn admitted(&self, _function: &str, _wait: Duration) {}
+    /// Whether [`Observer::traced`] wants per-request phase timings; when `false` the
+    /// gateway measures nothing for it.
+    fn traces(&self) -> bool {
+        false
+    }
+    /// A request and its invocation have both ended: its phases, timed.
+    fn traced(&self, _trace: RequestTrace) {}
 }
 
 /// Gateway settings that can change while the node runs.
@@ -128,6 +138,7 @@ impl Gateway {
         peer: SocketAddr,
     ) -> Response<GatewayBody> {
         let request_id = new_request_id();
+        let trace = Trace::start(&self.observer, &request_id);
         let table = self.routes();
         let route = match check_path(req.uri().path()) {
             Err(code) => Err(code),
@@ -140,15 +151,21 @@ impl Gateway {
             Ok(r) => r,
             Err(code) => {
                 self.observer.responded(None, code.status().as_u16());
+                trace.with(|t| t.status = Some(code.status().as_u16()));
                 return error_response(code, &request_id, None);
             }
         };
-        let response = match self.admit(&route, req, peer, &request_id).await {
+        trace.with(|t| {
+            t.function = Some(route.function.clone());
+            t.version = route.version;
+        });
+        let response = match self.admit(&route, req, peer, &request_id, &trace).await {
             Ok(response) => response,
             Err(refusal) => refusal,
         };
         self.observer
             .responded(Some(&route.function), response.status().as_u16());
+        trace.with(|t| t.status = Some(response.status().as_u16()));
         response
     }
 
@@ -160,6 +177,7 @@ impl Gateway {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         request_id: &str,
+        trace: &Trace,
     ) -> Result<Response<GatewayBody>, Response<GatewayBody>> {
         let fail = |code: ErrorCode| error_response(code, request_id, None);
         let limit = |name: &'static str, code: ErrorCode| {
@@ -167,6 +185,7 @@ impl Gateway {
             error_response(code, request_id, None)
         };
         let token = bearer(&req).map(str::to_string);
+        let policy = trace.phase(Phase::Policy);
         if !route.public {
             let decision = match &token {
                 None => AuthDecision::Unauthenticated,
@@ -180,6 +199,7 @@ impl Gateway {
             // The caller's credentials are never the function's business.
             req.headers_mut().remove(header::AUTHORIZATION);
         }
+        drop(policy);
         let config = self.config();
         if let Some((count, per_secs)) = route.rate_limit {
             let identity = token.as_deref().and_then(|t| self.auth.identify(t));
@@ -200,16 +220,19 @@ impl Gateway {
                 return Err(r);
             }
         }
+        let validation = trace.phase(Phase::Validation);
         match route.input.check_head(req.method(), req.headers()) {
             Ok(()) => {}
             Err(RuleFailure::Method) => {
-                let mut r = fail(ErrorCode::MethodNotAllowed);
+                let mut r = limit("validation", ErrorCode::MethodNotAllowed);
                 if let Ok(allow) = HeaderValue::from_str(&route.input.allow_header()) {
                     r.headers_mut().insert(header::ALLOW, allow);
                 }
                 return Err(r);
             }
-            Err(RuleFailure::ContentType) => return Err(fail(ErrorCode::UnsupportedMediaType)),
+            Err(RuleFailure::ContentType) => {
+                return Err(limit("validation", ErrorCode::UnsupportedMediaType));
+            }
         }
         let declared = req
             .headers()
@@ -262,12 +285,18 @@ impl Gateway {
             _ => body.boxed_unsync(),
         };
         let req = Request::from_parts(parts, body);
+        drop(validation);
 
+        let waiting = Instant::now();
         let Some(permit) = route.concurrency.acquire().await else {
             return Err(limit("concurrency", ErrorCode::Overloaded));
         };
+        let wait = waiting.elapsed();
+        self.observer.admitted(&route.function, wait);
+        trace.with(|t| t.queue_wait = wait);
         let observer = Arc::clone(&self.observer);
         let (for_report, rid_for_report) = (Arc::clone(route), request_id.to_string());
+        let (invoked, invocation_trace) = (Instant::now(), trace.clone());
         let result = self
             .runtime
             .invoke(
@@ -278,6 +307,13 @@ impl Gateway {
                 move |report| {
                     // The slot is held until the guest has finished, body included.
                     drop(permit);
+                    invocation_trace.span(Phase::Instantiation, invoked, report.instantiate);
+                    invocation_trace.span(
+                        Phase::Execution,
+                        invoked + report.instantiate,
+                        report.total.saturating_sub(report.instantiate),
+                    );
+                    drop(invocation_trace);
                     if report.memory_limit_hit {
                         observer.limit_hit(&for_report.function, "memory", &rid_for_report);
                     }
@@ -308,7 +344,7 @@ impl Gateway {
                 return Err(fail(ErrorCode::FunctionFailed));
             }
         };
-        self.respond(route, response, rid, request_id).await
+        self.respond(route, response, rid, request_id, trace).await
     }
 
     /// Holds the response back up to the buffer size and enforces `max_response_bytes`.
@@ -318,6 +354,7 @@ impl Gateway {
         response: Response<moat_runtime::HyperOutgoingBody>,
         rid: HeaderValue,
         request_id: &str,
+        trace: &Trace,
     ) -> Result<Response<GatewayBody>, Response<GatewayBody>> {
         let (mut parts, body) = response.into_parts();
         let max = route.max_response_bytes;
@@ -343,10 +380,15 @@ impl Gateway {
             self.observer
                 .dlp_finding(&route.function, c.as_str(), f.detector.as_str(), request_id);
         };
+        let headers_judged = trace.begin();
         if let Some(dlp) = &route.dlp
             && dlp.headers(&mut parts.headers, &report).is_err()
         {
             return Err(blocked(&self.observer));
+        }
+        if let Some(from) = headers_judged {
+            let mode = route.dlp.as_ref().map_or("off", |d| d.mode.as_str());
+            trace.with(|t| (t.dlp_headers, t.dlp_mode) = (from.elapsed(), mode));
         }
         let (observer, function, rid_text) = (
             Arc::clone(&self.observer),
@@ -354,7 +396,13 @@ impl Gateway {
             request_id.to_string(),
         );
         let on_cut = Box::new(move || observer.limit_hit(&function, "response_size", &rid_text));
-        let body = match hold_back(body.map_err(BoxError::from).boxed_unsync(), max, on_cut).await {
+        let held = hold_back(body.map_err(BoxError::from).boxed_unsync(), max, on_cut).await;
+        // From here the guest has produced what is held back; the rest is judging it.
+        let _judging = trace.phase(Phase::Dlp);
+        if matches!(held, Held::Streaming(_)) {
+            trace.with(|t| t.streamed = true);
+        }
+        let body = match held {
             Held::Whole(bytes) => {
                 let bytes = match &route.dlp {
                     Some(dlp) => match dlp.whole(&mut parts.headers, bytes, max, &report) {

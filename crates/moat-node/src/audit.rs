@@ -38,6 +38,8 @@ pub struct Audit {
     alerts: std::sync::OnceLock<Arc<crate::alerts::Alerts>>,
     /// Live subscribers (`/v1/events`) see each event as it is recorded.
     events: std::sync::OnceLock<Arc<crate::events::Hub>>,
+    /// Times the writer's store appends (set once metrics exist).
+    metrics: Arc<std::sync::OnceLock<Arc<crate::metrics::Metrics>>>,
 }
 
 impl Audit {
@@ -64,6 +66,7 @@ impl Audit {
             store: Arc::clone(&store),
             alerts: std::sync::OnceLock::new(),
             events: std::sync::OnceLock::new(),
+            metrics: Arc::default(),
         });
         tokio::spawn(writer(
             rx,
@@ -72,6 +75,7 @@ impl Audit {
             data_dir.join("audit-checkpoints.log"),
             Arc::clone(&audit.written),
             Arc::clone(&audit.write_failures),
+            Arc::clone(&audit.metrics),
         ));
         Ok(audit)
     }
@@ -84,6 +88,11 @@ impl Audit {
     /// Publishes every event to live subscribers from now on.
     pub fn set_events(&self, events: Arc<crate::events::Hub>) {
         let _ = self.events.set(events);
+    }
+
+    /// Times the writer's store appends in `/metrics` from now on.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Queues an event; never blocks.
@@ -165,6 +174,7 @@ async fn writer(
     checkpoints: PathBuf,
     written: Arc<AtomicU64>,
     failures: Arc<AtomicU64>,
+    metrics: Arc<std::sync::OnceLock<Arc<crate::metrics::Metrics>>>,
 ) {
     let mut head: Option<(u64, [u8; 32])> = last_record(&*store).await.ok().flatten();
     let mut checkpointed = head.map(|(s, _)| s);
@@ -191,7 +201,14 @@ async fn writer(
         if batch.is_empty() {
             continue;
         }
-        match store.append_audit(batch.clone()).await {
+        let appended = match metrics.get() {
+            Some(m) => {
+                m.store_op("append_audit", store.append_audit(batch.clone()))
+                    .await
+            }
+            None => store.append_audit(batch.clone()).await,
+        };
+        match appended {
             Ok(records) => {
                 written.fetch_add(records.len() as u64, Ordering::Relaxed);
                 if let Some(last) = records.last() {

@@ -10,7 +10,8 @@ use crate::audit::Audit;
 use crate::metrics::Metrics;
 use crate::policy::Policies;
 
-pub struct StoreKv(pub Arc<dyn Store>);
+/// The store, with each operation timed in `/metrics` (key-value is on the request path).
+pub struct StoreKv(pub Arc<dyn Store>, pub Arc<Metrics>);
 
 fn kv_error(e: StoreError) -> KvError {
     match e {
@@ -36,11 +37,21 @@ impl KvBackend for StoreKv {
     }
     fn get(&self, bucket: &str, key: &str) -> BoxFuture<'_, Result<Option<Vec<u8>>, KvError>> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        Box::pin(async move { self.0.kv_get(&bucket, &key).await.map_err(kv_error) })
+        Box::pin(async move {
+            self.1
+                .store_op("kv_get", self.0.kv_get(&bucket, &key))
+                .await
+                .map_err(kv_error)
+        })
     }
     fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> BoxFuture<'_, Result<(), KvError>> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        Box::pin(async move { self.0.kv_set(&bucket, &key, value).await.map_err(kv_error) })
+        Box::pin(async move {
+            self.1
+                .store_op("kv_set", self.0.kv_set(&bucket, &key, value))
+                .await
+                .map_err(kv_error)
+        })
     }
     fn delete(&self, bucket: &str, key: &str) -> BoxFuture<'_, Result<(), KvError>> {
         let (bucket, key) = (bucket.to_string(), key.to_string());

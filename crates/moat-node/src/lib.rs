@@ -13,11 +13,16 @@ mod datadir;
 pub mod defaults;
 mod events;
 mod functions;
+mod gauges;
+mod histogram;
 mod kv;
+mod limits_audit;
 mod logs;
 mod metrics;
+mod otlp;
 mod outbound;
 mod policy;
+mod quiet;
 mod rotate;
 mod secrets;
 mod supply;
@@ -64,6 +69,10 @@ pub struct NodeConfig {
     pub egress_resolve: Vec<String>,
     pub egress_timeout: Duration,
     pub tls: TlsSettings,
+    /// OTLP/HTTP collector base URL (`--otlp-endpoint`): traces and function logs go there.
+    pub otlp_endpoint: Option<String>,
+    /// Benchmarking only (`--telemetry-off`): the gateway reports nothing; see `quiet`.
+    pub telemetry_off: bool,
 }
 
 /// How the listeners speak: HTTPS with given files, HTTPS with a generated certificate, or
@@ -184,7 +193,38 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Arc::clone(&metrics),
         Arc::clone(&audit),
     ));
-    let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), observer.clone());
+    let limit_audit = limits_audit::LimitAudit::start(Arc::clone(&audit));
+    let otlp = match &config.otlp_endpoint {
+        Some(url) => Some(otlp::Exporter::start(url)?),
+        None => None,
+    };
+    observer.set_exports(logs::Exports {
+        limits: Arc::clone(&limit_audit),
+        otlp: otlp.clone(),
+    });
+    audit.set_metrics(Arc::clone(&metrics));
+    let gateway_observer: Arc<dyn moat_gateway::Observer> = if config.telemetry_off {
+        println!(
+            "moat: telemetry is OFF (--telemetry-off, for benchmarks only): no metrics, function logs, traces or limit-hit audit records"
+        );
+        audit.record(moat_telemetry::audit::AuditEvent::new(
+            now_ms(),
+            moat_telemetry::audit::actor::NODE,
+            "node.telemetry_off",
+            "gateway",
+            moat_telemetry::audit::Outcome::Succeeded,
+        ));
+        Arc::new(quiet::Quiet)
+    } else {
+        observer.clone()
+    };
+    let gateway = Gateway::new(Arc::clone(&runtime), tokens.clone(), gateway_observer);
+    metrics.set_sources(gauges::Sources {
+        gateway: Arc::downgrade(&gateway),
+        compiled: dir.join("compiled"),
+        otlp,
+        limits: Arc::downgrade(&limit_audit),
+    });
     let system: Arc<dyn moat_runtime::egress::Resolver> =
         Arc::new(moat_runtime::egress::SystemResolver);
     let resolver: Arc<dyn moat_runtime::egress::Resolver> = if config.egress_resolve.is_empty() {
@@ -226,7 +266,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             vault: Arc::clone(&vault),
             policies: policies.clone(),
             usage: usage.clone(),
-            kv_backend: Arc::new(kv::StoreKv(Arc::clone(&store))),
+            kv_backend: Arc::new(kv::StoreKv(Arc::clone(&store), Arc::clone(&metrics))),
             kv_authorizer: Arc::new(kv::PolicyKv(policies.clone())),
             kv_observer: Arc::new(kv::KvEvents {
                 usage: usage.clone(),
@@ -292,7 +332,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         },
         max_connections: config.max_connections,
         drain: Duration::from_secs(defaults::DRAIN_SECS),
-        on_refusal: Arc::new(move |code| metrics.limit_hit("", code.as_str())),
+        on_refusal: Arc::new({
+            let limit_audit = Arc::clone(&limit_audit);
+            move |code| {
+                metrics.limit_hit("", code.as_str());
+                limit_audit.hit("", code.as_str(), "-");
+            }
+        }),
     };
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -330,6 +376,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     signals.wait().await;
     println!("moat: stopping; draining in-flight requests");
     node.events.close();
+    // Hits still folding into a window go to the audit queue now rather than never.
+    limit_audit.close_windows(true);
     let _ = stop_tx.send(true);
     let _ = tokio::join!(gw, adm);
     println!("moat: stopped");

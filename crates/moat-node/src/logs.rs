@@ -21,6 +21,14 @@ pub struct InvocationLog {
     /// Bytes each function may still log this second, so one chatty function cannot fill
     /// the store however many invocations it runs.
     budgets: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+    /// Where limit hits become audit records and traces and output are exported (set once
+    /// at start; unset only while the node is being wired).
+    exports: std::sync::OnceLock<Exports>,
+}
+
+pub struct Exports {
+    pub limits: Arc<crate::limits_audit::LimitAudit>,
+    pub otlp: Option<Arc<crate::otlp::Exporter>>,
 }
 
 impl InvocationLog {
@@ -31,12 +39,23 @@ impl InvocationLog {
         audit: Arc<crate::audit::Audit>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(10_000);
-        tokio::spawn(writer(store, rx));
+        tokio::spawn(writer(store, rx, Arc::clone(&metrics)));
         InvocationLog {
             tx,
             metrics,
             audit,
             budgets: Default::default(),
+            exports: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn set_exports(&self, exports: Exports) {
+        let _ = self.exports.set(exports);
+    }
+
+    fn limit_audit(&self, function: &str, kind: &'static str, request_id: &str) {
+        if let Some(e) = self.exports.get() {
+            e.limits.hit(function, kind, request_id);
         }
     }
 
@@ -58,6 +77,16 @@ impl InvocationLog {
     }
 
     fn push(&self, record: LogRecord) {
+        if let Some(otlp) = self.exports.get().and_then(|e| e.otlp.as_ref()) {
+            otlp.log(crate::otlp::LogLine {
+                function: record.function.clone(),
+                version: record.version,
+                request_id: record.request_id.clone(),
+                stream: record.stream.clone(),
+                at_ms: record.at_ms,
+                text: record.text.clone(),
+            });
+        }
         if self.tx.try_send(record).is_err() {
             self.metrics
                 .log_records_dropped
@@ -138,11 +167,11 @@ impl Observer for InvocationLog {
             Outcome::Trapped(_) => "trapped",
             Outcome::TimedOut => "timed_out",
         };
-        self.metrics.outcome(
-            &route.function,
-            outcome,
-            report.instantiate.as_micros() as u64,
-        );
+        self.metrics
+            .outcome(&route.function, outcome, report.instantiate, report.total);
+        if let Outcome::Trapped(_) = report.outcome {
+            self.limit_audit(&route.function, "trap", request_id);
+        }
         self.metrics
             .log_bytes_dropped
             .fetch_add(report.dropped_log_bytes, Ordering::Relaxed);
@@ -173,6 +202,7 @@ impl Observer for InvocationLog {
                 .log_bytes_dropped
                 .fetch_add(over_budget, Ordering::Relaxed);
             self.metrics.limit_hit(&route.function, "log_rate");
+            self.limit_audit(&route.function, "log_rate", request_id);
         }
         match report.outcome {
             Outcome::Completed => {}
@@ -202,11 +232,26 @@ impl Observer for InvocationLog {
 
     fn limit_hit(&self, function: &str, limit: &'static str, request_id: &str) {
         self.metrics.limit_hit(function, limit);
+        self.limit_audit(function, limit, request_id);
         tracing::debug!(function, limit, request_id, "limit hit");
+    }
+
+    fn admitted(&self, function: &str, wait: Duration) {
+        self.metrics.admitted(function, wait);
+    }
+
+    fn traces(&self) -> bool {
+        self.exports.get().is_some_and(|e| e.otlp.is_some())
+    }
+
+    fn traced(&self, trace: moat_gateway::trace::RequestTrace) {
+        if let Some(otlp) = self.exports.get().and_then(|e| e.otlp.as_ref()) {
+            otlp.trace(trace);
+        }
     }
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogRecord>) {
+async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogRecord>, metrics: Arc<Metrics>) {
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -226,11 +271,19 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogRecord>) {
         let mut functions: Vec<String> = batch.iter().map(|r| r.function.clone()).collect();
         functions.sort();
         functions.dedup();
-        if let Err(e) = store.append_logs(std::mem::take(&mut batch)).await {
+        let appended = metrics
+            .store_op("append_logs", store.append_logs(std::mem::take(&mut batch)))
+            .await;
+        if let Err(e) = appended {
             tracing::error!("cannot store function logs: {e}");
         }
         for f in functions {
-            let _ = store.prune_logs(&f, defaults::LOG_RECORDS_KEPT).await;
+            let _ = metrics
+                .store_op(
+                    "prune_logs",
+                    store.prune_logs(&f, defaults::LOG_RECORDS_KEPT),
+                )
+                .await;
         }
     }
 }

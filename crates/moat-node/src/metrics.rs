@@ -5,10 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-#[derive(Default)]
+use crate::histogram::{self, Family, Histogram};
+
 pub struct Metrics {
     /// function → status → count; keyed so the hot path allocates nothing.
     responses: Mutex<HashMap<String, BTreeMap<u16, u64>>>,
@@ -21,24 +23,96 @@ pub struct Metrics {
     pub artifacts_loaded: AtomicU64,
     pub log_bytes_dropped: AtomicU64,
     pub log_records_dropped: AtomicU64,
-    instantiate_us_sum: AtomicU64,
-    instantiate_count: AtomicU64,
+    instantiation: Histogram,
+    durations: Family,
+    queue_waits: Family,
+    store_ops: Family,
+    /// What is read only when scraped (gauges), set once the node is wired.
+    sources: OnceLock<crate::gauges::Sources>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            responses: Default::default(),
+            outcomes: Default::default(),
+            limit_hits: Default::default(),
+            egress: Default::default(),
+            dlp: Default::default(),
+            compilations: Default::default(),
+            artifact_rejections: Default::default(),
+            artifacts_loaded: Default::default(),
+            log_bytes_dropped: Default::default(),
+            log_records_dropped: Default::default(),
+            instantiation: Histogram::new(histogram::INSTANTIATION_BUCKETS),
+            durations: Family::new(
+                "moat_invocation_duration_seconds",
+                "Function invocations from instantiation until the instance ended (body included), by function.",
+                "function",
+                histogram::DURATION_BUCKETS,
+            ),
+            queue_waits: Family::new(
+                "moat_queue_wait_seconds",
+                "Time admitted invocations waited for a concurrency slot (0 when one was free), by function.",
+                "function",
+                histogram::QUEUE_BUCKETS,
+            ),
+            store_ops: Family::new(
+                "moat_store_operation_seconds",
+                "Store operations on the node's hot paths (audit and log writers, key-value), by operation.",
+                "op",
+                histogram::STORE_BUCKETS,
+            ),
+            sources: OnceLock::new(),
+        }
+    }
 }
 
 impl Metrics {
+    /// Gauges read at scrape time: the route table, the compiled-artifact directory, the
+    /// exporters' counters.
+    pub fn set_sources(&self, sources: crate::gauges::Sources) {
+        let _ = self.sources.set(sources);
+    }
+
+    /// An invocation was admitted after waiting `wait` for a slot.
+    pub fn admitted(&self, function: &str, wait: Duration) {
+        self.queue_waits.observe(function, wait);
+    }
+
+    /// Times one store operation.
+    pub async fn store_op<T>(
+        &self,
+        op: &'static str,
+        f: impl std::future::Future<Output = T>,
+    ) -> T {
+        let started = std::time::Instant::now();
+        let out = f.await;
+        self.store_ops.observe(op, started.elapsed());
+        out
+    }
+
     pub fn response(&self, function: Option<&str>, status: u16) {
         if let Ok(mut m) = self.responses.lock() {
             count(&mut m, function.unwrap_or(""), status);
         }
     }
 
-    pub fn outcome(&self, function: &str, outcome: &'static str, instantiate_us: u64) {
+    pub fn outcome(
+        &self,
+        function: &str,
+        outcome: &'static str,
+        instantiate: Duration,
+        total: Duration,
+    ) {
         if let Ok(mut m) = self.outcomes.lock() {
             count(&mut m, function, outcome);
         }
-        self.instantiate_us_sum
-            .fetch_add(instantiate_us, Ordering::Relaxed);
-        self.instantiate_count.fetch_add(1, Ordering::Relaxed);
+        // An invocation stopped before its instance existed has no instantiation time.
+        if !instantiate.is_zero() {
+            self.instantiation.observe(instantiate);
+        }
+        self.durations.observe(function, total);
     }
 
     pub fn limit_hit(&self, function: &str, limit: &'static str) {
@@ -160,11 +234,6 @@ impl Metrics {
                 "Function log records dropped because the log writer was behind.",
                 &self.log_records_dropped,
             ),
-            (
-                "moat_instantiation_seconds_count",
-                "Instantiations measured.",
-                &self.instantiate_count,
-            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -173,11 +242,18 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
-        let sum = self.instantiate_us_sum.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(
             out,
-            "# HELP moat_instantiation_seconds_sum Total time spent instantiating.\n# TYPE moat_instantiation_seconds_sum counter\nmoat_instantiation_seconds_sum {sum}"
+            "# HELP moat_instantiation_seconds Time to instantiate a fresh instance (all functions).\n# TYPE moat_instantiation_seconds histogram"
         );
+        self.instantiation
+            .render(&mut out, "moat_instantiation_seconds", "");
+        self.durations.render(&mut out);
+        self.queue_waits.render(&mut out);
+        self.store_ops.render(&mut out);
+        if let Some(sources) = self.sources.get() {
+            sources.render(&mut out);
+        }
         out
     }
 }

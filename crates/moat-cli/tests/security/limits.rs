@@ -17,6 +17,36 @@ fn hits(node: &Node, function: &str, limit: &str) -> u64 {
     )
 }
 
+/// Limit-hit audit records for `function` and `action`, waiting up to ten seconds until
+/// their `count`s add up to `hits` (hits in one second are folded into one record, written
+/// when the second ends). Returns the records.
+fn limit_records(node: &Node, function: &str, action: &str, hits: u64) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let records = node.audit_records(Some(function), action, 1);
+        let counted: u64 = records
+            .iter()
+            .map(|r| r["event"]["details"]["count"].as_u64().unwrap())
+            .sum();
+        if counted >= hits || std::time::Instant::now() > deadline {
+            assert_eq!(counted, hits, "{records:#?}");
+            for r in &records {
+                let e = &r["event"];
+                assert_eq!(e["function"], function);
+                assert_eq!(e["target"], function);
+                assert_eq!(e["actor"], "node");
+                assert_eq!(e["details"]["aggregated"], true);
+                assert!(
+                    e["request_id"].as_str().is_some_and(|id| id.len() == 32),
+                    "{e}"
+                );
+            }
+            return records;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn hello_still_answers(node: &Node) {
     let r = node.get("/hello");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello, world!"));
@@ -181,6 +211,67 @@ fn callers_over_their_rate_get_429_with_retry_after_and_others_do_not() {
     )];
     assert_eq!(request("GET", &url, None, &token).status, 200);
     assert_eq!(hits(&node, "limited", "rate"), 3);
+    // Each refusal is in the audit chain: the first at once, the next ones folded.
+    let records = limit_records(&node, "limited", "limit.rate", 3);
+    assert_eq!(records[0]["event"]["outcome"], "denied");
+    assert_eq!(records[0]["event"]["details"]["count"], 1);
+}
+
+#[test]
+fn a_rate_limited_flood_is_folded_into_a_few_audit_records() {
+    let node = Node::start();
+    let _d = deploy(
+        &node,
+        "flooded",
+        "hello",
+        "[limits]\nrate_limit = \"1/h\"\n",
+    );
+    assert_eq!(node.get("/flooded").status, 200);
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..150 {
+        let r = node.get("/flooded");
+        assert_eq!(r.status, 429);
+        ids.push(r.header("x-request-id").unwrap().to_string());
+    }
+    let secs = started.elapsed().as_secs();
+    let records = limit_records(&node, "flooded", "limit.rate", 150);
+    // One record at once, then at most one per second of flood (plus the window that ends
+    // after it): the chain grows with time, not with the attacker's request rate.
+    assert!(
+        records.len() as u64 <= secs + 3,
+        "{} records for a {secs} s flood",
+        records.len()
+    );
+    let first = &records[0]["event"]["details"];
+    assert_eq!(first["first_request_id"], ids[0].as_str());
+    let last = &records.last().unwrap()["event"]["details"];
+    assert_eq!(last["last_request_id"], ids[149].as_str());
+}
+
+#[test]
+fn a_timeout_is_counted_and_audited() {
+    let node = Node::start();
+    let _d = deploy(&node, "sleepy", "tp_sleep", "[limits]\ntimeout_ms = 300\n");
+    node.get("/sleepy?ms=5000").assert_error(504, "timeout");
+    assert_eq!(hits(&node, "sleepy", "timeout"), 1);
+    let r = limit_records(&node, "sleepy", "limit.timeout", 1);
+    assert_eq!(r[0]["event"]["outcome"], "denied");
+    assert_eq!(r[0]["event"]["details"]["limit"], "timeout");
+}
+
+#[test]
+fn a_trap_is_audited_with_its_function_and_count() {
+    let node = Node::start();
+    let _d = deploy(&node, "crash", "tp_trap", "");
+    let r = node.get("/crash");
+    r.assert_error(500, "function_failed");
+    let records = limit_records(&node, "crash", "function.trap", 1);
+    let e = &records[0]["event"];
+    assert_eq!(e["outcome"], "failed");
+    assert_eq!(e["request_id"], r.header("x-request-id").unwrap());
+    // The trap text is for the function's log only, not the chain.
+    assert!(!e.to_string().contains("secret-internal-detail"), "{e}");
 }
 
 #[test]

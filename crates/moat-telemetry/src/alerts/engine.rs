@@ -177,7 +177,14 @@ impl AlertEngine {
                 (state.window_ms, state.quiet_ms, state.bucket_ms);
             let group = state.groups.entry(key.clone()).or_default();
             group.evict(now_ms, window_ms);
-            group.add(now_ms, bucket_ms, num, den, event.at_ms);
+            let n = occurrences(event);
+            group.add(
+                now_ms,
+                bucket_ms,
+                n * u64::from(num),
+                n * u64::from(den),
+                event.at_ms,
+            );
             if !holds(&state.rule, group) {
                 continue;
             }
@@ -264,8 +271,7 @@ impl GroupState {
         }
     }
 
-    fn add(&mut self, now_ms: i64, bucket_ms: i64, num: bool, den: bool, at_ms: i64) {
-        let (num, den) = (u64::from(num), u64::from(den));
+    fn add(&mut self, now_ms: i64, bucket_ms: i64, num: u64, den: u64, at_ms: i64) {
         self.num += num;
         self.den += den;
         if let Some(b) = self
@@ -295,6 +301,20 @@ impl GroupState {
         let last = self.buckets.iter().map(|b| b.last_event_ms).max();
         (first.unwrap_or_default(), last.unwrap_or_default())
     }
+}
+
+/// How many occurrences one record stands for: an aggregated record (a burst of limit hits
+/// folded into one, `details: {"aggregated": true, "count": n}`) counts `n`, any other 1.
+fn occurrences(event: &AuditEvent) -> u64 {
+    if event.details.get("aggregated") != Some(&serde_json::Value::Bool(true)) {
+        return 1;
+    }
+    event
+        .details
+        .get("count")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1)
+        .max(1)
 }
 
 fn holds(rule: &AlertRule, g: &GroupState) -> bool {
@@ -360,6 +380,21 @@ quiet = "0s"
             (0, 3 * S, 3 * S)
         );
         assert_eq!(f.sinks, vec![Sink::Log {}]);
+    }
+
+    #[test]
+    fn an_aggregated_record_counts_as_its_count() {
+        let mut e = engine(COUNT);
+        let folded =
+            |n: u64| denied("f").with_details(serde_json::json!({"aggregated": true, "count": n}));
+        assert!(at(&mut e, &folded(3), 0).is_empty(), "3 is not past 3");
+        let fired = at(&mut e, &folded(2), S);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].count, 5);
+        // A `count` that is not marked aggregated is just a detail.
+        let mut e = engine(COUNT);
+        let plain = denied("f").with_details(serde_json::json!({"count": 50}));
+        assert!(at(&mut e, &plain, 0).is_empty());
     }
 
     #[test]

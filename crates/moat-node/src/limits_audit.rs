@@ -1,0 +1,194 @@
+//! Limit hits (rate, timeout, memory, concurrency, body, …), traps and validation failures
+//! as audit records (SPEC §5), aggregated so that a flood cannot flood the chain.
+//!
+//! # Design
+//!
+//! Hits are grouped by (function, kind). The first hit of a group is recorded **at once**,
+//! as a record with `count: 1`, so an alert rule sees it without delay and a lone timeout is
+//! in the chain within the writer's batch time. That opens a window of [`WINDOW`]; further
+//! hits in it are only counted (with their first and last request ids and times). When the
+//! window ends, a group that had more hits is recorded as **one** record with their count,
+//! and a new window opens; a group that had none is closed, so the next hit is again
+//! recorded at once. A sustained flood of any size therefore costs one record per group per
+//! second, and the counts across a group's records add up to every hit: nothing is dropped,
+//! only folded. Groups are bounded by the deployed functions times the fixed kinds.
+//!
+//! Record: actor `node`, action `limit.<kind>` (`function.trap` for a trap,
+//! `validation.failed` for an `[input]` refusal), target the function (`frontdoor` for a
+//! connection refused before routing), the first request id, and `details`:
+//! `{"aggregated": true, "limit": kind, "count": n, "first_request_id", "last_request_id",
+//! "first_ms", "last_ms", "window_ms"}`.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moat_telemetry::audit::{AuditEvent, Outcome, actor, now_ms};
+
+use crate::audit::Audit;
+
+/// How long hits of one group are folded into one record.
+pub const WINDOW: Duration = Duration::from_secs(1);
+
+/// Kinds recorded elsewhere in the chain already (a DLP block is a `dlp.finding`, a refused
+/// outbound request an `http:request.denied`), so they are not recorded twice.
+const RECORDED_ELSEWHERE: &[&str] = &["dlp", "egress_denied"];
+
+struct Group {
+    opened: Instant,
+    /// Hits since the last record.
+    count: u64,
+    first: Option<(String, i64)>,
+    last: Option<(String, i64)>,
+}
+
+pub struct LimitAudit {
+    audit: Arc<Audit>,
+    groups: Mutex<HashMap<(String, &'static str), Group>>,
+    /// Records made (one per group per window at most).
+    records: AtomicU64,
+    /// Hits folded into a later record instead of a record of their own.
+    folded: AtomicU64,
+}
+
+impl LimitAudit {
+    /// Starts the task that closes windows.
+    pub fn start(audit: Arc<Audit>) -> Arc<LimitAudit> {
+        let me = Arc::new(LimitAudit {
+            audit,
+            groups: Mutex::new(HashMap::new()),
+            records: AtomicU64::new(0),
+            folded: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&me);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WINDOW / 4);
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { return };
+                me.close_windows(false);
+            }
+        });
+        me
+    }
+
+    /// One hit of `kind` for `function` (`""`: before any route matched).
+    pub fn hit(&self, function: &str, kind: &'static str, request_id: &str) {
+        if RECORDED_ELSEWHERE.contains(&kind) {
+            return;
+        }
+        let at = now_ms();
+        let first = {
+            let Ok(mut groups) = self.groups.lock() else {
+                return;
+            };
+            match groups.get_mut(&(function.to_string(), kind)) {
+                Some(g) => {
+                    g.count += 1;
+                    let seen = (request_id.to_string(), at);
+                    if g.first.is_none() {
+                        g.first = Some(seen.clone());
+                    }
+                    g.last = Some(seen);
+                    false
+                }
+                None => {
+                    groups.insert(
+                        (function.to_string(), kind),
+                        Group {
+                            opened: Instant::now(),
+                            count: 0,
+                            first: None,
+                            last: None,
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        if first {
+            let seen = (request_id.to_string(), at);
+            self.emit(function, kind, 1, &seen, &seen);
+        } else {
+            self.folded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records every group whose window has ended (all of them with `all`, when stopping).
+    pub fn close_windows(&self, all: bool) {
+        let mut due = Vec::new();
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.retain(|(function, kind), g| {
+                if !all && g.opened.elapsed() < WINDOW {
+                    return true;
+                }
+                match (g.count, g.first.take(), g.last.take()) {
+                    (n, Some(first), Some(last)) if n > 0 => {
+                        due.push((function.clone(), *kind, n, first, last));
+                        g.count = 0;
+                        g.opened = Instant::now();
+                        !all
+                    }
+                    // A quiet window closes the group: the next hit is recorded at once.
+                    _ => false,
+                }
+            });
+        }
+        for (function, kind, n, first, last) in due {
+            self.emit(&function, kind, n, &first, &last);
+        }
+    }
+
+    fn emit(
+        &self,
+        function: &str,
+        kind: &'static str,
+        count: u64,
+        first: &(String, i64),
+        last: &(String, i64),
+    ) {
+        self.records.fetch_add(1, Ordering::Relaxed);
+        let (action, outcome) = match kind {
+            "trap" => ("function.trap".to_string(), Outcome::Failed),
+            "validation" => ("validation.failed".to_string(), Outcome::Denied),
+            other => (format!("limit.{other}"), Outcome::Denied),
+        };
+        let target = if function.is_empty() {
+            "frontdoor"
+        } else {
+            function
+        };
+        let mut event = AuditEvent::new(first.1, actor::NODE, action, target, outcome)
+            .with_details(serde_json::json!({
+                "aggregated": true,
+                "limit": kind,
+                "count": count,
+                "first_request_id": first.0,
+                "last_request_id": last.0,
+                "first_ms": first.1,
+                "last_ms": last.1,
+                "window_ms": WINDOW.as_millis() as u64,
+            }));
+        if !function.is_empty() {
+            event = event.with_function(function);
+        }
+        if first.0 != "-" {
+            event = event.with_request_id(first.0.clone());
+        }
+        self.audit.record(event);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP moat_limit_audit_records_total Audit records made for limit hits, traps and validation failures (at most one per function and kind per second, plus the first).\n\
+             # TYPE moat_limit_audit_records_total counter\nmoat_limit_audit_records_total {}\n\
+             # HELP moat_limit_audit_folded_total Limit hits counted into an aggregated audit record instead of one of their own.\n\
+             # TYPE moat_limit_audit_folded_total counter\nmoat_limit_audit_folded_total {}",
+            self.records.load(Ordering::Relaxed),
+            self.folded.load(Ordering::Relaxed)
+        );
+    }
+}
