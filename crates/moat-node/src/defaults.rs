@@ -19,6 +19,8 @@ pub const LOG_BYTES_PER_SEC: u64 = 1 << 20;
 pub const LOG_BYTES_PER_STREAM: usize = 64 * 1024;
 /// Log records kept per function in the store.
 pub const LOG_RECORDS_KEPT: u32 = 10_000;
+/// Log records older than this are removed (checked every minute).
+pub const LOG_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// Largest admin request body that is not a component upload.
 pub const MAX_ADMIN_JSON_BYTES: usize = 8 << 20;
 /// How long a stopping node waits for in-flight requests.

@@ -252,6 +252,19 @@ impl Observer for InvocationLog {
 }
 
 async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogRecord>, metrics: Arc<Metrics>) {
+    // Retention by age, for every function (by count is per function, below).
+    let aging = Arc::clone(&store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let max_age = i64::try_from(defaults::LOG_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+            let before = moat_store::now_ms().saturating_sub(max_age);
+            if let Err(e) = aging.prune_logs_before(before).await {
+                tracing::warn!("cannot remove old function logs: {e}");
+            }
+        }
+    });
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);

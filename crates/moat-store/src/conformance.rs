@@ -414,6 +414,11 @@ async fn logs_are_bounded(store: &dyn Store) {
         kept.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
         vec![6, 7, 8, 9]
     );
+    // Retention by age, across functions.
+    assert_eq!(store.prune_logs_before(8).await.unwrap(), 2);
+    let kept = store.logs(q(None, 100)).await.unwrap();
+    assert_eq!(kept.iter().map(|r| r.at_ms).collect::<Vec<_>>(), vec![8, 9]);
+    assert_eq!(store.prune_logs_before(8).await.unwrap(), 0);
 }
 
 async fn supply_state(store: &dyn Store) {

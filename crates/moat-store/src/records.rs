@@ -26,4 +26,6 @@ pub trait RecordStore: Send + Sync {
     async fn logs(&self, query: LogQuery) -> Result<Vec<LogRecord>>;
     /// Keeps only the newest `keep` log records of a function.
     async fn prune_logs(&self, function: &str, keep: u32) -> Result<u64>;
+    /// Removes every function's log records older than `before_ms`.
+    async fn prune_logs_before(&self, before_ms: i64) -> Result<u64>;
 }

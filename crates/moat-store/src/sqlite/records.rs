@@ -226,4 +226,16 @@ impl RecordStore for SqliteStore {
         })
         .await
     }
+
+    async fn prune_logs_before(&self, before_ms: i64) -> Result<u64> {
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM function_logs WHERE at_ms < ?1",
+                params![before_ms],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
 }
