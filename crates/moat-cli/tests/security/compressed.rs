@@ -194,33 +194,9 @@ fn a_decompression_bomb_is_refused_without_exhausting_the_node() {
     assert_eq!(status, 200);
 }
 
-/// A loopback HTTP server that keeps every byte it receives and answers `ok`.
-fn recording_target() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = std::sync::Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(300)));
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                keep.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (port, seen)
-}
-
 #[test]
 fn a_compressed_secret_sent_out_to_an_allowed_host_is_refused() {
-    let (port, seen) = recording_target();
+    let (port, seen) = crate::dlp::recording_target();
     let recorded = std::sync::Arc::clone(&seen);
     let node = Node::start();
     let dir = tempfile::tempdir().unwrap();

@@ -129,7 +129,7 @@ fn base64_std(bytes: &[u8]) -> String {
 }
 
 /// A loopback HTTP server that keeps every byte it receives and answers `ok`.
-fn recording_target() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+pub(crate) fn recording_target() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
