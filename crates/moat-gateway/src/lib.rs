@@ -31,13 +31,16 @@ pub trait Authenticator: Send + Sync + 'static {
 }
 
 /// The answer of an [`Authenticator`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthDecision {
     Allowed,
     /// Unknown, expired or revoked: `401`.
     Unauthenticated,
-    /// A valid token without the right: `403`.
-    Forbidden,
+    /// A valid token without the right: `403`. The token's public id (never the token), for
+    /// the audit record of the refusal.
+    Forbidden {
+        token_id: String,
+    },
 }
 
 pub use moat_input::{frontdoor, new_request_id, validate};

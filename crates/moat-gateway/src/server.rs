@@ -40,6 +40,10 @@ pub trait Observer: Send + Sync + 'static {
     fn responded(&self, function: Option<&str>, status: u16);
     /// A protection refused or stopped something (`limit` as in `moat_limit_hits_total`).
     fn limit_hit(&self, function: &str, limit: &'static str, request_id: &str);
+    /// Whether the caller may invoke a token route's `function`, as decided before anything
+    /// else runs (public routes ask no one, so they are never reported here). Called for
+    /// every request to a token route: an implementation keeps the `Allowed` case cheap.
+    fn authorized(&self, _function: &str, _decision: &AuthDecision, _request_id: &str) {}
     /// Data-loss prevention found something leaving `function` (never the bytes found).
     fn dlp_finding(
         &self,
@@ -191,10 +195,12 @@ impl Gateway {
                 None => AuthDecision::Unauthenticated,
                 Some(token) => self.auth.may_invoke(token, &route.function),
             };
+            self.observer
+                .authorized(&route.function, &decision, request_id);
             match decision {
                 AuthDecision::Allowed => {}
                 AuthDecision::Unauthenticated => return Err(fail(ErrorCode::Unauthorized)),
-                AuthDecision::Forbidden => return Err(fail(ErrorCode::Forbidden)),
+                AuthDecision::Forbidden { .. } => return Err(fail(ErrorCode::Forbidden)),
             }
             // The caller's credentials are never the function's business.
             req.headers_mut().remove(header::AUTHORIZATION);

@@ -10,6 +10,7 @@ mod alerts;
 mod audit;
 mod dashboard;
 mod datadir;
+mod decisions;
 pub mod defaults;
 mod events;
 mod functions;
@@ -205,7 +206,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     audit.set_metrics(Arc::clone(&metrics));
     let gateway_observer: Arc<dyn moat_gateway::Observer> = if config.telemetry_off {
         println!(
-            "moat: telemetry is OFF (--telemetry-off, for benchmarks only): no metrics, function logs, traces or limit-hit audit records"
+            "moat: telemetry is OFF (--telemetry-off, for benchmarks only): no metrics, function logs, traces, or audit records of limit hits and refused invocations"
         );
         audit.record(moat_telemetry::audit::AuditEvent::new(
             now_ms(),

@@ -1,23 +1,28 @@
-//! Limit hits (rate, timeout, memory, concurrency, body, …), traps and validation failures
-//! as audit records (SPEC §5), aggregated so that a flood cannot flood the chain.
+//! Limit hits (rate, timeout, memory, concurrency, body, …), traps, validation failures and
+//! refused invocations (`401`/`403` at the gateway) as audit records (SPEC §5), aggregated so
+//! that a flood cannot flood the chain.
 //!
 //! # Design
 //!
-//! Hits are grouped by (function, kind). The first hit of a group is recorded **at once**,
-//! as a record with `count: 1`, so an alert rule sees it without delay and a lone timeout is
-//! in the chain within the writer's batch time. That opens a window of [`WINDOW`]; further
-//! hits in it are only counted (with their first and last request ids and times). When the
-//! window ends, a group that had more hits is recorded as **one** record with their count,
-//! and a new window opens; a group that had none is closed, so the next hit is again
-//! recorded at once. A sustained flood of any size therefore costs one record per group per
+//! Hits are grouped by (function, kind, and for a `403` the refused token's id). The first
+//! hit of a group is recorded **at once**, as a record with `count: 1`, so an alert rule sees
+//! it without delay and a lone timeout is in the chain within the writer's batch time. That
+//! opens a window of [`WINDOW`]; further hits in it are only counted (with their first and
+//! last request ids and times). When the window ends, a group that had more hits is recorded
+//! as **one** record with their count, and a new window opens; a group that had none is
+//! closed, so the next hit is again recorded at once. A sustained flood of any size therefore costs one record per group per
 //! second, and the counts across a group's records add up to every hit: nothing is dropped,
-//! only folded. Groups are bounded by the deployed functions times the fixed kinds.
+//! only folded. Groups are bounded by the deployed functions times the fixed kinds (times the
+//! live tokens for `403`s: an invented token is a `401`, which has no token id).
 //!
 //! Record: actor `node`, action `limit.<kind>` (`function.trap` for a trap,
 //! `validation.failed` for an `[input]` refusal), target the function (`frontdoor` for a
 //! connection refused before routing), the first request id, and `details`:
 //! `{"aggregated": true, "limit": kind, "count": n, "first_request_id", "last_request_id",
-//! "first_ms", "last_ms", "window_ms"}`.
+//! "first_ms", "last_ms", "window_ms"}`. A refused invocation is the same record without
+//! `limit`: action `invoke.unauthenticated` (no, an unknown, an expired or a revoked token;
+//! actor `anonymous`) or `invoke.denied` (a live token policy does not let call the
+//! function; actor `token:<id>`). The token itself is never recorded.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -36,6 +41,13 @@ pub const WINDOW: Duration = Duration::from_secs(1);
 /// outbound request an `http:request.denied`), so they are not recorded twice.
 const RECORDED_ELSEWHERE: &[&str] = &["dlp", "egress_denied"];
 
+/// The kinds of a refused invocation, which are not limits.
+const UNAUTHENTICATED: &str = "unauthenticated";
+const DENIED: &str = "denied";
+
+/// What hits are folded by: function, kind, and the token refused (`403`s only).
+type Key = (String, &'static str, Option<String>);
+
 struct Group {
     opened: Instant,
     /// Hits since the last record.
@@ -46,7 +58,7 @@ struct Group {
 
 pub struct LimitAudit {
     audit: Arc<Audit>,
-    groups: Mutex<HashMap<(String, &'static str), Group>>,
+    groups: Mutex<HashMap<Key, Group>>,
     /// Records made (one per group per window at most).
     records: AtomicU64,
     /// Hits folded into a later record instead of a record of their own.
@@ -79,12 +91,30 @@ impl LimitAudit {
         if RECORDED_ELSEWHERE.contains(&kind) {
             return;
         }
+        self.fold((function.to_string(), kind, None), request_id);
+    }
+
+    /// An invocation of `function` refused for want of a live token (`401`).
+    pub fn unauthenticated(&self, function: &str, request_id: &str) {
+        self.fold((function.to_string(), UNAUTHENTICATED, None), request_id);
+    }
+
+    /// An invocation of `function` refused because policy does not let `token_id` call it
+    /// (`403`).
+    pub fn denied(&self, function: &str, token_id: &str, request_id: &str) {
+        self.fold(
+            (function.to_string(), DENIED, Some(token_id.to_string())),
+            request_id,
+        );
+    }
+
+    fn fold(&self, key: Key, request_id: &str) {
         let at = now_ms();
         let first = {
             let Ok(mut groups) = self.groups.lock() else {
                 return;
             };
-            match groups.get_mut(&(function.to_string(), kind)) {
+            match groups.get_mut(&key) {
                 Some(g) => {
                     g.count += 1;
                     let seen = (request_id.to_string(), at);
@@ -96,7 +126,7 @@ impl LimitAudit {
                 }
                 None => {
                     groups.insert(
-                        (function.to_string(), kind),
+                        key.clone(),
                         Group {
                             opened: Instant::now(),
                             count: 0,
@@ -110,7 +140,7 @@ impl LimitAudit {
         };
         if first {
             let seen = (request_id.to_string(), at);
-            self.emit(function, kind, 1, &seen, &seen);
+            self.emit(&key, 1, &seen, &seen);
         } else {
             self.folded.fetch_add(1, Ordering::Relaxed);
         }
@@ -120,13 +150,13 @@ impl LimitAudit {
     pub fn close_windows(&self, all: bool) {
         let mut due = Vec::new();
         if let Ok(mut groups) = self.groups.lock() {
-            groups.retain(|(function, kind), g| {
+            groups.retain(|key, g| {
                 if !all && g.opened.elapsed() < WINDOW {
                     return true;
                 }
                 match (g.count, g.first.take(), g.last.take()) {
                     (n, Some(first), Some(last)) if n > 0 => {
-                        due.push((function.clone(), *kind, n, first, last));
+                        due.push((key.clone(), n, first, last));
                         g.count = 0;
                         g.opened = Instant::now();
                         !all
@@ -136,41 +166,50 @@ impl LimitAudit {
                 }
             });
         }
-        for (function, kind, n, first, last) in due {
-            self.emit(&function, kind, n, &first, &last);
+        for (key, n, first, last) in due {
+            self.emit(&key, n, &first, &last);
         }
     }
 
     fn emit(
         &self,
-        function: &str,
-        kind: &'static str,
+        (function, kind, token_id): &Key,
         count: u64,
         first: &(String, i64),
         last: &(String, i64),
     ) {
         self.records.fetch_add(1, Ordering::Relaxed);
-        let (action, outcome) = match kind {
+        let (action, outcome) = match *kind {
             "trap" => ("function.trap".to_string(), Outcome::Failed),
             "validation" => ("validation.failed".to_string(), Outcome::Denied),
+            UNAUTHENTICATED => ("invoke.unauthenticated".to_string(), Outcome::Denied),
+            DENIED => ("invoke.denied".to_string(), Outcome::Denied),
             other => (format!("limit.{other}"), Outcome::Denied),
+        };
+        let who = match (token_id, *kind) {
+            (Some(id), _) => actor::token(id),
+            (None, UNAUTHENTICATED) => "anonymous".to_string(),
+            (None, _) => actor::NODE.to_string(),
         };
         let target = if function.is_empty() {
             "frontdoor"
         } else {
             function
         };
-        let mut event = AuditEvent::new(first.1, actor::NODE, action, target, outcome)
-            .with_details(serde_json::json!({
-                "aggregated": true,
-                "limit": kind,
-                "count": count,
-                "first_request_id": first.0,
-                "last_request_id": last.0,
-                "first_ms": first.1,
-                "last_ms": last.1,
-                "window_ms": WINDOW.as_millis() as u64,
-            }));
+        let mut details = serde_json::json!({
+            "aggregated": true,
+            "count": count,
+            "first_request_id": first.0,
+            "last_request_id": last.0,
+            "first_ms": first.1,
+            "last_ms": last.1,
+            "window_ms": WINDOW.as_millis() as u64,
+        });
+        if !matches!(*kind, UNAUTHENTICATED | DENIED) {
+            details["limit"] = serde_json::Value::from(*kind);
+        }
+        let mut event =
+            AuditEvent::new(first.1, who, action, target, outcome).with_details(details);
         if !function.is_empty() {
             event = event.with_function(function);
         }
@@ -183,9 +222,9 @@ impl LimitAudit {
     pub fn render(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "# HELP moat_limit_audit_records_total Audit records made for limit hits, traps and validation failures (at most one per function and kind per second, plus the first).\n\
+            "# HELP moat_limit_audit_records_total Audit records made for limit hits, traps, validation failures and refused invocations (at most one per function and kind per second, plus the first).\n\
              # TYPE moat_limit_audit_records_total counter\nmoat_limit_audit_records_total {}\n\
-             # HELP moat_limit_audit_folded_total Limit hits counted into an aggregated audit record instead of one of their own.\n\
+             # HELP moat_limit_audit_folded_total Limit hits and refused invocations counted into an aggregated audit record instead of one of their own.\n\
              # TYPE moat_limit_audit_folded_total counter\nmoat_limit_audit_folded_total {}",
             self.records.load(Ordering::Relaxed),
             self.folded.load(Ordering::Relaxed)

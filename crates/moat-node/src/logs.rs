@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use moat_gateway::{Observer, Route};
+use moat_gateway::{AuthDecision, Observer, Route};
 use moat_runtime::{Outcome, Report};
 use moat_store::{LogRecord, Store, now_ms};
 use tokio::sync::mpsc;
@@ -238,6 +238,20 @@ impl Observer for InvocationLog {
 
     fn admitted(&self, function: &str, wait: Duration) {
         self.metrics.admitted(function, wait);
+    }
+
+    fn authorized(&self, function: &str, decision: &AuthDecision, request_id: &str) {
+        self.metrics.decisions.count(function, decision);
+        // Refusals are security events, folded per second like limit hits (not counted as
+        // limit hits: they are decisions, in `moat_policy_decisions_total`).
+        let Some(limits) = self.exports.get().map(|e| &e.limits) else {
+            return;
+        };
+        match decision {
+            AuthDecision::Allowed => {}
+            AuthDecision::Unauthenticated => limits.unauthenticated(function, request_id),
+            AuthDecision::Forbidden { token_id } => limits.denied(function, token_id, request_id),
+        }
     }
 
     fn traces(&self) -> bool {

@@ -18,6 +18,8 @@ pub struct Metrics {
     limit_hits: Mutex<BTreeMap<(String, &'static str), u64>>,
     egress: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
     dlp: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
+    /// `moat_policy_decisions_total`, fed for every request to a token route.
+    pub decisions: crate::decisions::PolicyDecisions,
     pub compilations: AtomicU64,
     pub artifact_rejections: AtomicU64,
     pub artifacts_loaded: AtomicU64,
@@ -39,6 +41,7 @@ impl Default for Metrics {
             limit_hits: Default::default(),
             egress: Default::default(),
             dlp: Default::default(),
+            decisions: Default::default(),
             compilations: Default::default(),
             artifact_rejections: Default::default(),
             artifacts_loaded: Default::default(),
@@ -178,6 +181,7 @@ impl Metrics {
                 );
             }
         }
+        self.decisions.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP moat_gateway_responses_total Gateway responses by function and status."

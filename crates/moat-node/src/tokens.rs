@@ -128,7 +128,9 @@ impl Authenticator for Tokens {
         {
             AuthDecision::Allowed
         } else {
-            AuthDecision::Forbidden
+            AuthDecision::Forbidden {
+                token_id: record.id,
+            }
         }
     }
 }

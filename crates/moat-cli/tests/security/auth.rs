@@ -155,3 +155,119 @@ fn roles_limit_the_admin_api() {
         "{list}"
     );
 }
+
+/// Refusal records of `function` for `action`, waiting up to ten seconds until their
+/// `count`s add up to `refused` (refusals in one second are folded into one record, written
+/// when the second ends).
+fn refusal_records(
+    node: &Node,
+    function: &str,
+    action: &str,
+    refused: u64,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let records = node.audit_records(Some(function), action, 1);
+        let counted: u64 = records
+            .iter()
+            .map(|r| r["event"]["details"]["count"].as_u64().unwrap())
+            .sum();
+        if counted >= refused || std::time::Instant::now() > deadline {
+            assert_eq!(counted, refused, "{records:#?}");
+            for r in &records {
+                let e = &r["event"];
+                assert_eq!(e["function"], function);
+                assert_eq!(e["target"], function);
+                assert_eq!(e["outcome"], "denied");
+                assert_eq!(e["details"]["aggregated"], true);
+            }
+            return records;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Issue #6: a gateway `401` or `403` is a security event in the audit chain (never with the
+/// token presented), a flood of them is folded into a few records whose counts add up, and
+/// `moat_policy_decisions_total` counts every decision.
+#[test]
+fn refused_invocations_are_audited_folded_and_counted() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    private(&node, dir.path(), "a");
+    let (_, allowed) = create(&node, &["--role", "invoker", "--function", "a"]);
+    let (other_id, other) = create(&node, &["--role", "invoker", "--function", "b"]);
+    let decisions = |d: &str| {
+        node.metric_labeled(
+            "moat_policy_decisions_total",
+            &format!("function=\"a\",decision=\"{d}\""),
+        )
+    };
+
+    assert_eq!(call(&node, "/a", &allowed).status, 200);
+    let none = node.get("/a");
+    none.assert_error(401, "unauthorized");
+    call(&node, "/a", "moat_invented_token").assert_error(401, "unauthorized");
+    let forbidden = call(&node, "/a", &other);
+    forbidden.assert_error(403, "forbidden");
+    assert_eq!(
+        (
+            decisions("allowed"),
+            decisions("denied"),
+            decisions("unauthenticated")
+        ),
+        (1, 1, 2)
+    );
+    // Refusals are decisions, not limits.
+    assert_eq!(
+        node.metric_labeled("moat_limit_hits_total", "function=\"a\""),
+        0
+    );
+
+    let unauthenticated = refusal_records(&node, "a", "invoke.unauthenticated", 2);
+    let first = &unauthenticated[0]["event"];
+    assert_eq!(first["actor"], "anonymous");
+    assert_eq!(
+        first["details"]["count"], 1,
+        "the first is recorded at once"
+    );
+    assert_eq!(first["request_id"], none.header("x-request-id").unwrap());
+    let denied = refusal_records(&node, "a", "invoke.denied", 1);
+    let e = &denied[0]["event"];
+    assert_eq!(e["actor"], format!("token:{other_id}"));
+    assert_eq!(e["request_id"], forbidden.header("x-request-id").unwrap());
+    assert!(
+        node.audit_records(None, "invoke.*", 1)
+            .iter()
+            .all(|r| r["event"]["function"] == "a"),
+        "an allowed call is no security event"
+    );
+
+    // A flood of refusals costs about one record per second, not one per request.
+    let started = std::time::Instant::now();
+    for i in 0..200 {
+        let r = if i % 2 == 0 {
+            node.get("/a")
+        } else {
+            call(&node, "/a", "moat_invented_token")
+        };
+        assert_eq!(r.status, 401);
+    }
+    let secs = started.elapsed().as_secs();
+    let records = refusal_records(&node, "a", "invoke.unauthenticated", 202);
+    assert!(
+        records.len() as u64 <= secs + 4,
+        "{} records for a {secs} s flood",
+        records.len()
+    );
+    assert_eq!(decisions("unauthenticated"), 202);
+    assert_eq!(decisions("allowed"), 1);
+
+    // No record holds a token that was presented, and the chain still verifies.
+    let log = node.moat_ok(&["audit-log", "show", "--output", "json"]);
+    for secret in [&allowed, &other, "moat_invented_token"] {
+        assert!(!log.contains(secret), "a token is in the audit log");
+    }
+    let out = node.moat(&["audit-log", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+}
