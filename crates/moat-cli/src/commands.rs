@@ -166,6 +166,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
         },
         otlp_endpoint: args.otlp_endpoint,
         telemetry_off: args.telemetry_off,
+        audit_queue: args.audit_queue,
     })
     .await
 }

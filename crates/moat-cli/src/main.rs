@@ -405,6 +405,10 @@ pub struct UpArgs {
     /// audit records (see bench/telemetry.sh). Never in production.
     #[arg(long, hide = true)]
     telemetry_off: bool,
+    /// Testing: audit events held while the store is behind before more are counted as
+    /// overflow (at least 1). Tests make it small to lose events on purpose.
+    #[arg(long, hide = true, default_value_t = moat_node::defaults::AUDIT_QUEUE)]
+    audit_queue: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

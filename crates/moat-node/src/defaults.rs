@@ -21,6 +21,9 @@ pub const LOG_BYTES_PER_STREAM: usize = 64 * 1024;
 pub const LOG_RECORDS_KEPT: u32 = 10_000;
 /// Log records older than this are removed (checked every minute).
 pub const LOG_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Audit events waiting to be written before more count as overflow (`moat up --audit-queue`,
+/// hidden: tests make it small to lose events on purpose).
+pub const AUDIT_QUEUE: usize = 65_536;
 /// Largest admin request body that is not a component upload.
 pub const MAX_ADMIN_JSON_BYTES: usize = 8 << 20;
 /// How long a stopping node waits for in-flight requests.

@@ -74,6 +74,8 @@ pub struct NodeConfig {
     pub otlp_endpoint: Option<String>,
     /// Benchmarking only (`--telemetry-off`): the gateway reports nothing; see `quiet`.
     pub telemetry_off: bool,
+    /// Audit events queued for the writer before overflow (`defaults::AUDIT_QUEUE`).
+    pub audit_queue: usize,
 }
 
 /// How the listeners speak: HTTPS with given files, HTTPS with a generated certificate, or
@@ -186,7 +188,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     );
     drop(master);
     let metrics = Arc::new(metrics::Metrics::default());
-    let audit = audit::Audit::start(Arc::clone(&store), dir)?;
+    let audit = audit::Audit::start(Arc::clone(&store), dir, config.audit_queue)?;
     let events = Arc::new(events::Hub::default());
     audit.set_events(Arc::clone(&events));
     let observer = Arc::new(logs::InvocationLog::start(

@@ -87,3 +87,101 @@ fn tampering_with_the_chain_is_detected() {
     assert!(!ok && out.contains("TAMPERED"), "{out}");
     node.stop();
 }
+
+/// Waits up to `secs` seconds for a webhook delivery of alert `name`.
+fn wait_for_alert(got: &crate::alerts::Deliveries, name: &str, secs: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let fired = got.lock().unwrap().iter().find_map(|(_, body)| {
+            let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+            (v["alert"] == name).then_some(v)
+        });
+        if let Some(v) = fired {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alert `{name}` did not fire"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Issue #6: audit events lost because the store fell behind (here: the test holds the
+/// database's write lock, and the node's queue holds 4 events) are never silent. Alert rules
+/// on `audit.overflow` and `audit.write_failed` fire while the store is still unwritable, and
+/// once it is writable again the chain itself holds `audit.overflow` records whose `dropped`
+/// add up to `moat_audit_overflow_total`; the chain still verifies.
+#[test]
+fn events_lost_to_a_full_audit_queue_are_alerted_and_recorded_in_the_chain() {
+    let (port, got) = crate::alerts::receiver();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let node = Node::start_on(&data, &["--audit-queue", "4"]);
+    node.set_secret("hook-key", "whsec_test_0123456789");
+    node.moat_ok(&["kv", "create", "private"]);
+    let _snoop = node.deploy_program("snoop", "tp_kv", "");
+    let rules = tmp.path().join("alerts.toml");
+    let rule = |name: &str, action: &str| {
+        format!(
+            "[[alert]]\nname = \"{name}\"\nwhen = {{ kind = \"any\", action = \"{action}\" }}\nwindow = \"60s\"\nsinks = [{{ kind = \"webhook\", url = \"http://127.0.0.1:{port}/hook\", secret_name = \"hook-key\" }}]\n"
+        )
+    };
+    std::fs::write(
+        &rules,
+        rule("audit-lost", "audit.overflow") + &rule("audit-unwritable", "audit.write_failed"),
+    )
+    .unwrap();
+    node.moat_ok(&["alerts", "add", rules.to_str().unwrap()]);
+    assert_eq!(node.metric("moat_audit_overflow_total"), 0);
+
+    // The store cannot be written while this transaction holds its write lock.
+    let db = rusqlite::Connection::open(data.join("moat.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Each call is a `kv:read.denied` event: more than the writer and its queue can hold.
+    for _ in 0..30 {
+        assert_eq!(node.get("/snoop?bucket=private&op=get&key=a").status, 200);
+    }
+    assert!(node.metric("moat_audit_overflow_total") > 0);
+    let alert = wait_for_alert(&got, "audit-lost", 10);
+    assert!(alert["count"].as_u64().unwrap() >= 1, "{alert}");
+    // The writer gives up on a locked database after the store's busy timeout (5 s).
+    wait_for_alert(&got, "audit-unwritable", 30);
+    assert!(node.metric("moat_audit_write_failures_total") > 0);
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+
+    let lost = node.metric("moat_audit_overflow_total");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let gaps = loop {
+        let gaps = node.audit_records(None, "audit.overflow", 1);
+        let dropped: u64 = gaps
+            .iter()
+            .map(|r| r["event"]["details"]["dropped"].as_u64().unwrap())
+            .sum();
+        if dropped >= lost || std::time::Instant::now() > deadline {
+            assert_eq!(dropped, lost, "{gaps:#?}");
+            break gaps;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    for g in &gaps {
+        let e = &g["event"];
+        assert_eq!(
+            (e["actor"].as_str(), e["outcome"].as_str()),
+            (Some("node"), Some("failed"))
+        );
+        assert!(
+            e["details"]["first_ms"].as_i64() <= e["details"]["last_ms"].as_i64(),
+            "{e}"
+        );
+    }
+    // What was queued before the loss was written too.
+    assert!(
+        !node
+            .audit_records(Some("snoop"), "kv:read.denied", 1)
+            .is_empty()
+    );
+    let (ok, out) = verify(&node, None);
+    assert!(ok, "{out}");
+}
