@@ -8,7 +8,8 @@
 #    request) and `talker` (tp-log: two lines of output per request, also stored and exported
 #    as log records). wrk at CONNS connections, ROUNDS interleaved rounds (off then on, then
 #    on then off, …), medians; the ratio is on / off (issue 6 asks for >= 0.95 at 16
-#    connections).
+#    connections). Also the node process's CPU time (user + system, /proc/PID/stat) per
+#    request served: steadier than throughput on a shared machine, and what telemetry costs.
 # 2. Delays on the ON node, idle, SAMPLES each (p50 / p99): an audit event (a failed login)
 #    to its alert webhook delivered on loopback; an invocation to its line in `moat logs -f`.
 #
@@ -34,12 +35,13 @@ sink=$((base + 10)) hook=$((base + 11))
 python3 bench/delays.py sink "$sink" &
 pids+=($!)
 
-declare -A gw adm
+declare -A gw adm pid
 start() { # NAME PORT FLAGS...
     local name=$1 port=$2; shift 2
     "$moat" up --data-dir "$tmp/$name" --listen "127.0.0.1:$port" \
         --admin-listen "127.0.0.1:$((port + 1))" "$@" >"$tmp/$name.log" 2>&1 &
     pids+=($!)
+    pid[$name]=$!
     gw[$name]="http://127.0.0.1:$port" adm[$name]="http://127.0.0.1:$((port + 1))"
     for _ in $(seq 100); do curl -sf "${adm[$name]}/readyz" >/dev/null && break; sleep 0.1; done
     for f in hello:hello talker:tp_log; do
@@ -55,36 +57,43 @@ start on "$base" --otlp-endpoint "http://127.0.0.1:$sink"
 start off "$((base + 2))" --telemetry-off
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-run() { # URL CONNS -> "rps p50_ms p99_ms"
-    local t=$(( $2 < 2 ? $2 : 2 ))
-    wrk -t"$t" -c"$2" -d"${DURATION}s" --latency "$1" | awk '
+# CPU time (user + system, clock ticks) the node process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # NODE URL CONNS -> "rps p50_ms p99_ms cpu_us_per_request"
+    local t=$(( $3 < 2 ? $3 : 2 )) before
+    before=$(ticks "${pid[$1]}")
+    wrk -t"$t" -c"$3" -d"${DURATION}s" --latency "$2" >"$tmp/wrk.txt"
+    awk -v ticks="$(( $(ticks "${pid[$1]}") - before ))" -v hz="$(getconf CLK_TCK)" '
         function ms(v) { if (v ~ /us$/) {sub(/us/,"",v); return v/1000} if (v ~ /ms$/) {sub(/ms/,"",v); return v} sub(/s/,"",v); return v*1000 }
+        /requests in/ {n=$1}
         /Requests\/sec/ {rps=$2}
         /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)}
         /Non-2xx/ {bad=1}
-        END {if (bad) print "non-2xx responses" > "/dev/stderr"; print rps, p50, p99}'
+        END {if (bad) print "non-2xx responses" > "/dev/stderr"; print rps, p50, p99, ticks / hz * 1e6 / n}' "$tmp/wrk.txt"
 }
 for n in off on; do for f in hello talker; do wrk -t2 -c16 -d2s "${gw[$n]}/$f" >/dev/null; done; done
 echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; ${ROUNDS} rounds of ${DURATION} s"
 echo
-echo "| function | c | telemetry off req/s | on req/s | on / off | off p50 / p99 (ms) | on p50 / p99 (ms) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| function | c | telemetry off req/s | on req/s | on / off | node CPU µs/req off | on | on / off | off p50 / p99 (ms) | on p50 / p99 (ms) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for f in hello talker; do
     for c in $CONNS; do
-        declare -a r_off=() r_on=() p_off=() p_on=() q_off=() q_on=()
+        declare -a r_off=() r_on=() p_off=() p_on=() q_off=() q_on=() u_off=() u_on=()
         for ((i = 0; i < ROUNDS; i++)); do
             # Alternate which goes first, so an order effect cancels out over the rounds.
             order="off on"; ((i % 2)) && order="on off"
             for n in $order; do
-                read -r a b d < <(run "${gw[$n]}/$f" "$c")
-                if [[ $n == off ]]; then r_off+=("$a"); p_off+=("$b"); q_off+=("$d")
-                else r_on+=("$a"); p_on+=("$b"); q_on+=("$d"); fi
+                read -r a b d u < <(run "$n" "${gw[$n]}/$f" "$c")
+                if [[ $n == off ]]; then r_off+=("$a"); p_off+=("$b"); q_off+=("$d"); u_off+=("$u")
+                else r_on+=("$a"); p_on+=("$b"); q_on+=("$d"); u_on+=("$u"); fi
             done
         done
-        echo "rounds $f c=$c off: ${r_off[*]} | on: ${r_on[*]}" >>"$tmp/rounds.txt"
+        echo "rounds $f c=$c req/s off: ${r_off[*]} | on: ${r_on[*]}" >>"$tmp/rounds.txt"
+        echo "rounds $f c=$c CPU µs/req off: ${u_off[*]} | on: ${u_on[*]}" >>"$tmp/rounds.txt"
         off=$(printf '%s\n' "${r_off[@]}" | median); on=$(printf '%s\n' "${r_on[@]}" | median)
-        printf '| %s | %s | %.0f | %.0f | %.3f | %.2f / %.2f | %.2f / %.2f |\n' "$f" "$c" "$off" "$on" \
-            "$(echo "$on / $off" | bc -l)" \
+        uoff=$(printf '%s\n' "${u_off[@]}" | median); uon=$(printf '%s\n' "${u_on[@]}" | median)
+        printf '| %s | %s | %.0f | %.0f | %.3f | %.1f | %.1f | %.3f | %.2f / %.2f | %.2f / %.2f |\n' "$f" "$c" "$off" "$on" \
+            "$(echo "$on / $off" | bc -l)" "$uoff" "$uon" "$(echo "$uon / $uoff" | bc -l)" \
             "$(printf '%s\n' "${p_off[@]}" | median)" "$(printf '%s\n' "${q_off[@]}" | median)" \
             "$(printf '%s\n' "${p_on[@]}" | median)" "$(printf '%s\n' "${q_on[@]}" | median)"
     done
