@@ -159,10 +159,7 @@ impl Gateway {
                 return error_response(code, &request_id, None);
             }
         };
-        trace.with(|t| {
-            t.function = Some(route.function.clone());
-            t.version = route.version;
-        });
+        trace.with(|t| t.route = Some(Arc::clone(&route)));
         let response = match self.admit(&route, req, peer, &request_id, &trace).await {
             Ok(response) => response,
             Err(refusal) => refusal,

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::routes::Route;
 use crate::server::Observer;
 
 /// A timed step of a request, in the order a request meets them.
@@ -24,6 +25,15 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in order; `Phase::ALL[p as usize] == p`.
+    pub const ALL: [Phase; 5] = [
+        Phase::Policy,
+        Phase::Validation,
+        Phase::Instantiation,
+        Phase::Execution,
+        Phase::Dlp,
+    ];
+
     /// The span name (`moat.` and the phase).
     pub fn span_name(self) -> &'static str {
         match self {
@@ -37,27 +47,30 @@ impl Phase {
 }
 
 /// One timed phase, relative to the start of the request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct PhaseTiming {
-    pub phase: Phase,
     pub start: Duration,
     pub duration: Duration,
 }
 
 /// What one request went through, with times. No caller identity, no token, no body.
-#[derive(Debug, Clone, Default)]
+///
+/// Fixed-size on purpose: one is filled for every request the node serves, so it holds no
+/// `String` or `Vec` of its own (the route is shared, the id is 16 bytes).
+#[derive(Clone)]
 pub struct RequestTrace {
-    pub request_id: String,
-    /// `None` when no route matched.
-    pub function: Option<String>,
-    pub version: i64,
+    /// The request id's 16 bytes (Moat's request ids are them in hex), also the trace id.
+    pub id: [u8; 16],
+    /// The route that matched; `None` when none did.
+    pub route: Option<Arc<Route>>,
     /// `None` when the caller went away before it was answered.
     pub status: Option<u16>,
     /// Wall-clock start, for exporters.
-    pub start: Option<SystemTime>,
+    pub start: SystemTime,
     /// Until the later of the answer and the end of the invocation.
     pub duration: Duration,
-    pub phases: Vec<PhaseTiming>,
+    /// Each phase the request went through, at `Phase as usize`.
+    pub phases: [Option<PhaseTiming>; 5],
     /// Time spent waiting for a concurrency slot.
     pub queue_wait: Duration,
     /// `[dlp]` mode, or `"off"`.
@@ -66,6 +79,48 @@ pub struct RequestTrace {
     pub dlp_headers: Duration,
     /// The body was longer than the hold-back buffer and was judged while streaming.
     pub streamed: bool,
+}
+
+impl RequestTrace {
+    /// A trace of nothing yet, for the request `request_id` started at `start`.
+    pub fn new(request_id: &str, start: SystemTime) -> RequestTrace {
+        RequestTrace {
+            id: id_bytes(request_id),
+            route: None,
+            status: None,
+            start,
+            duration: Duration::ZERO,
+            phases: [None; 5],
+            queue_wait: Duration::ZERO,
+            dlp_mode: "off",
+            dlp_headers: Duration::ZERO,
+            streamed: false,
+        }
+    }
+
+    /// The request id, as the gateway gave it to the caller.
+    pub fn request_id(&self) -> String {
+        hex::encode(self.id)
+    }
+
+    /// The phases the request went through, in order.
+    pub fn phases(&self) -> impl Iterator<Item = (Phase, PhaseTiming)> + '_ {
+        Phase::ALL
+            .iter()
+            .zip(&self.phases)
+            .filter_map(|(p, t)| Some((*p, (*t)?)))
+    }
+}
+
+/// A request id as 16 bytes: the id itself when it is 32 hex digits (Moat's always are),
+/// else the first 16 bytes of its SHA-256 (never all zero, which OTLP calls invalid).
+pub fn id_bytes(request_id: &str) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if hex::decode_to_slice(request_id, &mut id).is_err() || id == [0; 16] {
+        use sha2::Digest;
+        id.copy_from_slice(&sha2::Sha256::digest(request_id.as_bytes())[..16]);
+    }
+    id
 }
 
 struct Shared {
@@ -77,12 +132,11 @@ struct Shared {
 impl Drop for Shared {
     // The last holder (the handler or the invocation's report) hands the trace over.
     fn drop(&mut self) {
-        let mut trace = match self.trace.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
-            Err(_) => return,
+        let Ok(trace) = self.trace.get_mut() else {
+            return;
         };
         trace.duration = self.started.elapsed();
-        self.observer.traced(trace);
+        self.observer.traced(trace.clone());
     }
 }
 
@@ -98,13 +152,7 @@ impl Trace {
         }
         Trace(Some(Arc::new(Shared {
             started: Instant::now(),
-            trace: Mutex::new(RequestTrace {
-                request_id: request_id.to_string(),
-                start: Some(SystemTime::now()),
-                dlp_mode: "off",
-                phases: Vec::with_capacity(5),
-                ..Default::default()
-            }),
+            trace: Mutex::new(RequestTrace::new(request_id, SystemTime::now())),
             observer: Arc::clone(observer),
         })))
     }
@@ -125,13 +173,7 @@ impl Trace {
     pub(crate) fn span(&self, phase: Phase, from: Instant, duration: Duration) {
         if let Some(shared) = &self.0 {
             let start = from.saturating_duration_since(shared.started);
-            self.with(|t| {
-                t.phases.push(PhaseTiming {
-                    phase,
-                    start,
-                    duration,
-                })
-            });
+            self.with(|t| t.phases[phase as usize] = Some(PhaseTiming { start, duration }));
         }
     }
 
