@@ -96,9 +96,10 @@ def logs(gateway, admin, moat, data, n):
     delays = []
     try:
         for _ in range(n):
-            # `logs -f` polls once a second: start each sample at a random point of that
-            # second, or every sample would land at the same phase of the poll.
-            time.sleep(random.uniform(0, 1.0))
+            # The node pushes each line to `logs -f` once its writer has stored it, in
+            # batches gathered for up to 50 ms: space the samples out at random so that
+            # each starts its own batch rather than landing at a fixed phase of another's.
+            time.sleep(random.uniform(0.1, 0.3))
             marker = "m" + uuid.uuid4().hex
             t0 = time.monotonic()
             assert get(f"{gateway}/talker?{marker}") == 200

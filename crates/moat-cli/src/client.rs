@@ -1,9 +1,10 @@
 //! A small HTTP client for the admin API and the gateway.
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -36,6 +37,26 @@ impl Http {
         headers: &[(String, String)],
         body: Option<(&str, Bytes)>,
     ) -> anyhow::Result<Reply> {
+        let resp = self.open(method, url, token, headers, body).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sends a request and returns once the response head has come; the body is read as
+    /// the caller goes.
+    pub async fn open(
+        &self,
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        headers: &[(String, String)],
+        body: Option<(&str, Bytes)>,
+    ) -> anyhow::Result<hyper::Response<Incoming>> {
         let mut req = Request::builder().method(method).uri(url);
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -51,22 +72,16 @@ impl Http {
             None => Bytes::new(),
         };
         let req = req.body(Full::new(body)).context("invalid request")?;
-        let resp = if url.starts_with("https://") {
+        if url.starts_with("https://") {
             https_request(req).await.map_err(|e| {
                 anyhow!("cannot reach `{url}`: {e:#}; is the node running (`moat up`)?")
-            })?
+            })
         } else {
-            self.client.request(req).await.map_err(|e| {
-                anyhow!("cannot reach `{url}`: {e}; is the node running (`moat up`)?")
-            })?
-        };
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+            self.client
+                .request(req)
+                .await
+                .map_err(|e| anyhow!("cannot reach `{url}`: {e}; is the node running (`moat up`)?"))
+        }
     }
 }
 
@@ -180,9 +195,7 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
 }
 
 /// One request over a fresh TLS connection (the CLI makes few requests).
-async fn https_request(
-    mut req: Request<Full<Bytes>>,
-) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+async fn https_request(mut req: Request<Full<Bytes>>) -> anyhow::Result<hyper::Response<Incoming>> {
     let uri = req.uri().clone();
     // HTTP/1.1 on one connection: origin-form target and a Host header.
     if let Some(authority) = uri.authority() {
@@ -251,17 +264,39 @@ impl Admin {
         if reply.status.is_success() {
             return Ok(value);
         }
+        Err(self.refusal(reply.status, &reply.body))
+    }
+
+    /// A `GET` whose answer is a stream: returns its body once the node has accepted the
+    /// request; a non-2xx answer becomes an error carrying the API's message.
+    pub async fn stream(&self, path: &str) -> anyhow::Result<Incoming> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .open(Method::GET, &url, self.token.as_deref(), &[], None)
+            .await?;
+        if resp.status().is_success() {
+            return Ok(resp.into_body());
+        }
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Err(self.refusal(status, &body))
+    }
+
+    /// The error for a non-2xx answer: the API's message and code.
+    fn refusal(&self, status: StatusCode, body: &[u8]) -> anyhow::Error {
+        let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let message = value["error"]["message"]
             .as_str()
             .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
         let code = value["error"]["code"].as_str().unwrap_or("error");
-        if reply.status == StatusCode::UNAUTHORIZED && self.token.is_none() {
-            bail!(
+        if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
+            return anyhow!(
                 "{message} ({code}); pass --token, set MOAT_TOKEN, or point --data-dir at the node's data dir"
             );
         }
-        bail!("{message} ({code})")
+        anyhow!("{message} ({code})")
     }
 
     pub async fn json(&self, method: Method, path: &str, body: &Value) -> anyhow::Result<Value> {

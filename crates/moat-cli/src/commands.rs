@@ -712,47 +712,87 @@ async fn logs(
     follow: bool,
     out: Output,
 ) -> anyhow::Result<()> {
-    let mut since_ms = match since {
-        Some(s) => {
-            let d = humantime_duration(&s)?;
-            Some(moat_now_ms() - d.as_millis() as i64)
-        }
-        None => None,
-    };
-    loop {
-        let mut path = format!("/v1/functions/{name}/logs?limit=1000");
-        if let Some(r) = &request {
-            path.push_str(&format!("&request_id={r}"));
-        }
-        if let Some(s) = since_ms {
-            path.push_str(&format!("&since_ms={s}"));
-        }
+    let mut path = format!("/v1/functions/{name}/logs?limit=1000");
+    if let Some(r) = &request {
+        path.push_str(&format!("&request_id={}", crate::operations::urlencode(r)));
+    }
+    if let Some(s) = since {
+        let d = humantime_duration(&s)?;
+        path.push_str(&format!(
+            "&since_ms={}",
+            moat_now_ms() - d.as_millis() as i64
+        ));
+    }
+    if !follow {
         let v = admin.call(Method::GET, &path, None).await?;
-        let records = v["logs"].as_array().cloned().unwrap_or_default();
-        for r in &records {
-            match out {
-                Output::Json => println!("{r}"),
-                Output::Text => {
-                    let text = r["text"].as_str().unwrap_or("");
-                    for line in text.lines() {
-                        println!(
-                            "{} {} v{} {}: {line}",
-                            r["at_ms"],
-                            r["request_id"].as_str().unwrap_or(""),
-                            r["version"],
-                            r["stream"].as_str().unwrap_or("")
-                        );
-                    }
+        for r in v["logs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            print_log(r, out);
+        }
+        return Ok(());
+    }
+    follow_logs(admin, name, &format!("{path}&follow=true"), out).await
+}
+
+/// How long `logs -f` waits for anything from the node (it writes an empty line every 15 s
+/// when idle) before it calls the connection lost.
+const FOLLOW_IDLE: Duration = Duration::from_secs(45);
+
+/// `logs -f`: prints the stored output, then each new record the node pushes, until the
+/// function is deleted (exit 0) or the stream ends any other way (an error saying why).
+async fn follow_logs(admin: &Admin, name: &str, path: &str, out: Output) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    let lost = || format!("lost the connection to the node while following the logs of `{name}`");
+    let mut body = admin.stream(path).await?;
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(FOLLOW_IDLE, body.frame()).await {
+            Err(_) => bail!("{} (nothing from it for {FOLLOW_IDLE:?})", lost()),
+            Ok(None) => bail!("{}", lost()),
+            Ok(Some(Err(e))) => bail!("{}: {e}", lost()),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(at) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=at).collect();
+            let line = &line[..at];
+            // An empty line says the stream is alive.
+            if line.is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(line)
+                .with_context(|| format!("{}: the node sent a line that is not JSON", lost()))?;
+            if let Some(end) = v.get("end").and_then(Value::as_str) {
+                let message = v["message"].as_str().unwrap_or(end);
+                if end == "deleted" {
+                    eprintln!("{message}; no more output will follow");
+                    return Ok(());
                 }
+                bail!("stopped following the logs of `{name}`: {message}");
+            }
+            print_log(&v, out);
+        }
+    }
+}
+
+/// One stored log record: as JSON, or one line of text per line it holds.
+fn print_log(r: &Value, out: Output) {
+    match out {
+        Output::Json => println!("{r}"),
+        Output::Text => {
+            let text = r["text"].as_str().unwrap_or("");
+            for line in text.lines() {
+                println!(
+                    "{} {} v{} {}: {line}",
+                    r["at_ms"],
+                    r["request_id"].as_str().unwrap_or(""),
+                    r["version"],
+                    r["stream"].as_str().unwrap_or("")
+                );
             }
         }
-        if !follow {
-            return Ok(());
-        }
-        if let Some(last) = records.last().and_then(|r| r["at_ms"].as_i64()) {
-            since_ms = Some(last + 1);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

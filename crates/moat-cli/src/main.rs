@@ -147,7 +147,7 @@ enum Command {
         /// Only output newer than this (e.g. `10m`, `2h`).
         #[arg(long)]
         since: Option<String>,
-        /// Keep printing new output.
+        /// Keep printing new output as it is stored, until the function is deleted.
         #[arg(short, long)]
         follow: bool,
     },

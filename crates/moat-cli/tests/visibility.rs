@@ -242,3 +242,223 @@ fn logs_follow_shows_a_new_invocation() {
     let _ = follow.kill();
     let _ = follow.wait();
 }
+
+/// A running `moat logs NAME -f --output json`, its records read as they come.
+struct Follower {
+    child: std::process::Child,
+    records: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Follower {
+    fn start(node: &Node, name: &str, token: Option<&str>) -> Follower {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_moat"));
+        cmd.args(["--admin", &node.admin, "--data-dir"])
+            .arg(&node.data_dir)
+            .env_remove("MOAT_TOKEN");
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let mut child = cmd
+            .args(["logs", name, "-f", "--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, records) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let record = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("`moat logs -f` printed non-JSON ({e}): {line}"));
+                let _ = tx.send(record);
+            }
+        });
+        Follower { child, records }
+    }
+
+    /// Every record printed until one satisfies `last` (included), waiting up to 20 s.
+    fn until(
+        &self,
+        what: &str,
+        mut last: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.records.recv_timeout(left) {
+                Ok(record) => {
+                    let done = last(&record);
+                    seen.push(record);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("`moat logs -f` did not print {what}; printed {seen:?}"),
+            }
+        }
+    }
+
+    /// Waits up to 20 s for the command to exit; its status and what it said on stderr.
+    fn exit(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`moat logs -f` did not exit within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// tp-log writes `hello from stdout request /talker?MARKER` and the same on stderr.
+fn marker_and_stream(record: &serde_json::Value) -> (String, String) {
+    let text = record["text"].as_str().unwrap_or_default();
+    let marker = text.rsplit_once('?').map_or("", |(_, m)| m.trim_end());
+    (
+        marker.to_string(),
+        record["stream"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn logs_follow_prints_each_line_once_in_order_from_the_backlog_on() {
+    let node = Node::start();
+    let _dir = node.deploy_program("talker", "tp_log", "");
+    let invoke = |marker: &str| assert_eq!(node.get(&format!("/talker?{marker}")).status, 200);
+    let lines_of = |markers: &[String]| -> Vec<(String, String)> {
+        let mut lines: Vec<(String, String)> = markers
+            .iter()
+            .flat_map(|m| [(m.clone(), "stdout".into()), (m.clone(), "stderr".into())])
+            .collect();
+        lines.sort();
+        lines
+    };
+    let stored = || -> Vec<serde_json::Value> {
+        node.moat_ok(&["logs", "talker", "--output", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let before: Vec<String> = (0..3).map(|i| format!("before-{i}")).collect();
+    for m in &before {
+        invoke(m);
+    }
+    // Stored before anyone follows, so they come from the backlog.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored().len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the first invocations were not stored"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let follower = Follower::start(&node, "talker", None);
+    let mut records = follower.until("the backlog", |r| r["id"] == stored()[5]["id"]);
+    assert_eq!(records, stored());
+    let after: Vec<String> = (0..7).map(|i| format!("after-{i}")).collect();
+    for m in &after {
+        invoke(m);
+    }
+    let all: Vec<String> = before.iter().chain(&after).cloned().collect();
+    let expected = lines_of(&all);
+    let mut count = records.len();
+    records.extend(follower.until("the invocations made while following", |_| {
+        count += 1;
+        count == expected.len()
+    }));
+    // Each invocation's two lines exactly once (a duplicate would come in place of a line
+    // still missing). Invocations finish after their responses are sent, so one made
+    // later may be stored first: the order is the store's, ids rising.
+    let mut printed: Vec<(String, String)> = records.iter().map(marker_and_stream).collect();
+    printed.sort();
+    assert_eq!(printed, expected);
+    assert_eq!(records, stored());
+    let ids: Vec<i64> = records.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids out of order: {ids:?}"
+    );
+}
+
+fn create_token(node: &Node, role: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(
+        &node.moat_ok(&["tokens", "create", "--role", role, "--output", "json"]),
+    )
+    .unwrap();
+    (
+        v["token"].as_str().unwrap().to_string(),
+        v["id"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn logs_follow_needs_the_logs_permission_while_it_runs() {
+    let node = Node::start();
+    let _dir = node.deploy_program("talker", "tp_log", "");
+    // An auditor may use the admin API but not read function logs.
+    let (auditor, _) = create_token(&node, "auditor");
+    let refused = node.admin_get(
+        "/v1/functions/talker/logs?follow=true",
+        Some(auditor.as_str()),
+    );
+    refused.assert_error(403, "forbidden");
+    let (status, stderr) = Follower::start(&node, "talker", Some(&auditor)).exit();
+    assert!(!status.success());
+    assert!(stderr.contains("forbidden"), "{stderr}");
+    let unauthenticated = node.admin_get("/v1/functions/talker/logs?follow=true", None);
+    unauthenticated.assert_error(401, "unauthorized");
+
+    // A deployer may follow, until its token is revoked.
+    let (deployer, id) = create_token(&node, "deployer");
+    let follower = Follower::start(&node, "talker", Some(&deployer));
+    assert_eq!(node.get("/talker?while-allowed").status, 200);
+    follower.until("the invocation", |r| {
+        marker_and_stream(r) == ("while-allowed".into(), "stderr".into())
+    });
+    node.moat_ok(&["tokens", "revoke", &id]);
+    let (status, stderr) = follower.exit();
+    assert!(!status.success());
+    assert!(stderr.contains("may no longer read logs"), "{stderr}");
+}
+
+#[test]
+fn logs_follow_ends_when_the_function_is_deleted_or_the_node_stops() {
+    let node = Node::start();
+    let _dir = node.deploy_program("talker", "tp_log", "");
+    let _other = node.deploy_program("other", "tp_log", "");
+    let missing = Follower::start(&node, "nobody", None).exit();
+    assert!(!missing.0.success());
+    assert!(missing.1.contains("not found"), "{}", missing.1);
+
+    let deleted = Follower::start(&node, "talker", None);
+    let stopped = Follower::start(&node, "other", None);
+    assert_eq!(node.get("/talker?first").status, 200);
+    assert_eq!(node.get("/other?first").status, 200);
+    deleted.until("the invocation", |r| marker_and_stream(r).0 == "first");
+    stopped.until("the invocation", |r| marker_and_stream(r).0 == "first");
+
+    node.moat_ok(&["functions", "delete", "talker"]);
+    let (status, stderr) = deleted.exit();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("`talker` was deleted"), "{stderr}");
+
+    assert!(node.stop().success());
+    let (status, stderr) = stopped.exit();
+    assert!(!status.success());
+    assert!(stderr.contains("node is stopping"), "{stderr}");
+}

@@ -13,6 +13,7 @@ mod datadir;
 mod decisions;
 pub mod defaults;
 mod events;
+mod follow;
 mod functions;
 mod gauges;
 mod histogram;
@@ -100,6 +101,7 @@ pub struct Node {
     audit: Arc<audit::Audit>,
     alerts: Arc<alerts::Alerts>,
     events: Arc<events::Hub>,
+    log_feed: Arc<follow::LogFeed>,
     dashboard: dashboard::Dashboard,
     supply: Arc<supply::Supply>,
     keys: rotate::KeyState,
@@ -191,10 +193,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let audit = audit::Audit::start(Arc::clone(&store), dir, config.audit_queue)?;
     let events = Arc::new(events::Hub::default());
     audit.set_events(Arc::clone(&events));
+    let log_feed = Arc::new(follow::LogFeed::default());
     let observer = Arc::new(logs::InvocationLog::start(
         Arc::clone(&store),
         Arc::clone(&metrics),
         Arc::clone(&audit),
+        Arc::clone(&log_feed),
     ));
     let limit_audit = limits_audit::LimitAudit::start(Arc::clone(&audit));
     let otlp = match &config.otlp_endpoint {
@@ -290,6 +294,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         audit,
         alerts,
         events: Arc::clone(&events),
+        log_feed,
         dashboard: dashboard::Dashboard::new(),
         supply,
         keys: rotate::KeyState::new(dir.clone(), from_file.then(|| key_file.clone()), data_key),

@@ -10,6 +10,7 @@ use moat_store::{LogRecord, Store, now_ms};
 use tokio::sync::mpsc;
 
 use crate::defaults;
+use crate::follow::LogFeed;
 use crate::metrics::Metrics;
 
 /// Records each invocation's output and outcome. Never blocks a request: when the writer is
@@ -33,13 +34,15 @@ pub struct Exports {
 
 impl InvocationLog {
     /// Starts the writer task.
+    /// Starts the writer task; what it stores goes on to `feed`'s followers.
     pub fn start(
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         audit: Arc<crate::audit::Audit>,
+        feed: Arc<LogFeed>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(10_000);
-        tokio::spawn(writer(store, rx, Arc::clone(&metrics)));
+        tokio::spawn(writer(store, rx, Arc::clone(&metrics), feed));
         InvocationLog {
             tx,
             metrics,
@@ -265,7 +268,12 @@ impl Observer for InvocationLog {
     }
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogRecord>, metrics: Arc<Metrics>) {
+async fn writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<LogRecord>,
+    metrics: Arc<Metrics>,
+    feed: Arc<LogFeed>,
+) {
     // Retention by age, for every function (by count is per function, below).
     let aging = Arc::clone(&store);
     tokio::spawn(async move {
@@ -301,8 +309,10 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogRecord>, metric
         let appended = metrics
             .store_op("append_logs", store.append_logs(std::mem::take(&mut batch)))
             .await;
-        if let Err(e) = appended {
-            tracing::error!("cannot store function logs: {e}");
+        match appended {
+            // Followers get records once stored, with their ids, in id order.
+            Ok(stored) => feed.publish(stored),
+            Err(e) => tracing::error!("cannot store function logs: {e}"),
         }
         for f in functions {
             let _ = metrics

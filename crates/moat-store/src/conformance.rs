@@ -392,32 +392,56 @@ async fn logs_are_bounded(store: &dyn Store) {
     let records: Vec<_> = (0..10)
         .map(|i| record(i, if i % 2 == 0 { "even" } else { "odd" }))
         .collect();
-    store.append_logs(records).await.unwrap();
+    let stored = store.append_logs(records.clone()).await.unwrap();
+    // Appending gives each record its id, in order.
+    assert_eq!(
+        stored.iter().map(|s| &s.record).collect::<Vec<_>>(),
+        records.iter().collect::<Vec<_>>()
+    );
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
     let q = |rid: Option<&str>, limit| LogQuery {
         function: "logger".into(),
         request_id: rid.map(String::from),
         since_ms: None,
+        after_id: None,
         limit,
     };
+    let at = |logs: &[crate::StoredLog]| logs.iter().map(|r| r.record.at_ms).collect::<Vec<_>>();
     let all = store.logs(q(None, 100)).await.unwrap();
-    assert_eq!(all.len(), 10);
-    assert_eq!(all[0].text, "line 0");
+    assert_eq!(all, stored);
     let newest = store.logs(q(None, 3)).await.unwrap();
-    assert_eq!(
-        newest.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
-        vec![7, 8, 9]
-    );
+    assert_eq!(at(&newest), vec![7, 8, 9]);
     assert_eq!(store.logs(q(Some("odd"), 100)).await.unwrap().len(), 5);
+    // Paging forward from a cursor: the oldest after it, with the other filters applied.
+    let page = |after, rid: Option<&str>, limit| LogQuery {
+        after_id: Some(after),
+        ..q(rid, limit)
+    };
+    let next = store.logs(page(stored[2].id, None, 3)).await.unwrap();
+    assert_eq!(at(&next), vec![3, 4, 5]);
+    let next = store
+        .logs(page(stored[2].id, Some("even"), 100))
+        .await
+        .unwrap();
+    assert_eq!(at(&next), vec![4, 6, 8]);
+    assert!(
+        store
+            .logs(page(stored[9].id, None, 100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.prune_logs("logger", 4).await.unwrap(), 6);
     let kept = store.logs(q(None, 100)).await.unwrap();
-    assert_eq!(
-        kept.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
-        vec![6, 7, 8, 9]
-    );
+    assert_eq!(at(&kept), vec![6, 7, 8, 9]);
     // Retention by age, across functions.
     assert_eq!(store.prune_logs_before(8).await.unwrap(), 2);
     let kept = store.logs(q(None, 100)).await.unwrap();
-    assert_eq!(kept.iter().map(|r| r.at_ms).collect::<Vec<_>>(), vec![8, 9]);
+    assert_eq!(at(&kept), vec![8, 9]);
+    // Ids are never given again, even after the newest records are removed.
+    assert_eq!(store.prune_logs("logger", 0).await.unwrap(), 2);
+    let again = store.append_logs(vec![record(10, "even")]).await.unwrap();
+    assert!(again[0].id > stored[9].id);
     assert_eq!(store.prune_logs_before(8).await.unwrap(), 0);
 }
 

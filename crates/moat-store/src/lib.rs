@@ -214,12 +214,24 @@ pub struct LogRecord {
     pub text: String,
 }
 
+/// A log record as stored. Ids grow in the order records are appended, so a reader can
+/// resume after the last id it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredLog {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: LogRecord,
+}
+
 /// A filter for [`Store::logs`].
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {
     pub function: String,
     pub request_id: Option<String>,
     pub since_ms: Option<i64>,
+    /// Only records with a larger id, and then the oldest `limit` of them (a reader paging
+    /// forward); without it, the newest `limit`.
+    pub after_id: Option<i64>,
     pub limit: u32,
 }
 

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::{AuditQuery, LogQuery, LogRecord, Result, UsageRecord};
+use crate::{AuditQuery, LogQuery, LogRecord, Result, StoredLog, UsageRecord};
 
 #[async_trait]
 pub trait RecordStore: Send + Sync {
@@ -22,8 +22,10 @@ pub trait RecordStore: Send + Sync {
     /// Uses last seen at or after `since_ms`, for one function or all.
     async fn usage(&self, function: Option<&str>, since_ms: i64) -> Result<Vec<UsageRecord>>;
 
-    async fn append_logs(&self, records: Vec<LogRecord>) -> Result<()>;
-    async fn logs(&self, query: LogQuery) -> Result<Vec<LogRecord>>;
+    /// Appends records in one transaction; returns them with the ids they were given.
+    async fn append_logs(&self, records: Vec<LogRecord>) -> Result<Vec<StoredLog>>;
+    /// Records matching `query`, oldest first.
+    async fn logs(&self, query: LogQuery) -> Result<Vec<StoredLog>>;
     /// Keeps only the newest `keep` log records of a function.
     async fn prune_logs(&self, function: &str, keep: u32) -> Result<u64>;
     /// Removes every function's log records older than `before_ms`.

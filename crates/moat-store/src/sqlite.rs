@@ -14,8 +14,8 @@ use moat_telemetry::audit::{AuditEvent, Chain, ChainedRecord};
 use crate::crypto::{Keyring, Sealer, kv_aad};
 use crate::{
     AuditQuery, BucketQuota, BucketRecord, FunctionRecord, KV_PAGE, KvStore, LogQuery, LogRecord,
-    NewVersion, RecordStore, Result, SecretMeta, SecretValue, Store, StoreError, TokenRecord,
-    UsageRecord, VersionRecord, now_ms, sha256_hex,
+    NewVersion, RecordStore, Result, SecretMeta, SecretValue, Store, StoreError, StoredLog,
+    TokenRecord, UsageRecord, VersionRecord, now_ms, sha256_hex,
 };
 
 mod kv;

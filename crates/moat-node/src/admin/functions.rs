@@ -154,6 +154,7 @@ pub(super) async fn route(
         (&Method::DELETE, ["v1", "functions", name]) => {
             need(node, caller, Action::FunctionDelete)?;
             if node.functions.delete(name).await? {
+                node.log_feed.function_deleted(name);
                 tracing::info!(function = %name, "deleted");
                 Ok((StatusCode::OK, json!({ "deleted": name })))
             } else {
@@ -187,23 +188,105 @@ pub(super) async fn route(
             Ok((StatusCode::OK, version_json(&record)))
         }
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
+            // `?follow=true` is a stream, served by `follow_logs`.
             need(node, caller, Action::LogsRead)?;
-            let number = |key: &str| query_int(query, key);
-            let limit = number("limit")?.unwrap_or(1000).clamp(1, 10_000) as u32;
+            let (filter, limit) = log_filter(name, query)?;
             let logs = node
                 .store
-                .logs(LogQuery {
-                    function: name.to_string(),
-                    request_id: query.get("request_id").cloned(),
-                    since_ms: number("since_ms")?,
-                    limit,
-                })
+                .logs(filter.query(None, limit))
                 .await
                 .map_err(store_error)?;
             Ok((StatusCode::OK, json!({ "logs": logs })))
         }
         _ => Err(no_endpoint(method, segments)),
     }
+}
+
+/// The filters of a logs read (`request_id`, `since_ms`) and how many stored records to
+/// give (`limit`, the newest).
+fn log_filter(
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<(follow::Filter, u32), ApiError> {
+    let limit = query_int(query, "limit")?.unwrap_or(1000).clamp(1, 10_000) as u32;
+    if query
+        .get("follow")
+        .is_some_and(|v| v != "true" && v != "false")
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "`follow` must be `true` or `false`",
+        ));
+    }
+    let filter = follow::Filter {
+        function: name.to_string(),
+        request_id: query.get("request_id").cloned(),
+        since_ms: query_int(query, "since_ms")?,
+    };
+    Ok((filter, limit))
+}
+
+/// The function named by `GET /v1/functions/NAME/logs?follow=true`, if this is one.
+pub(super) fn followed<'a>(method: &Method, path: &'a str, query: Option<&str>) -> Option<&'a str> {
+    if *method != Method::GET {
+        return None;
+    }
+    let name = path
+        .strip_prefix("/v1/functions/")?
+        .strip_suffix("/logs")
+        .filter(|name| !name.contains('/'))?;
+    let follow = parse_query(query?)
+        .get("follow")
+        .is_some_and(|v| v == "true");
+    follow.then_some(name)
+}
+
+/// `GET /v1/functions/NAME/logs?follow=true`: the stored records that match, then each new
+/// one as it is stored, as newline-delimited JSON (see `crate::follow`). Same right and
+/// filters as a plain read; the stream ends when the token may no longer read logs.
+pub(super) async fn follow_logs(
+    node: &Arc<Node>,
+    caller: &TokenRecord,
+    req: &Request<Incoming>,
+    name: &str,
+) -> Result<GatewayBody, ApiError> {
+    need(node, caller, Action::LogsRead)?;
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let (filter, limit) = log_filter(name, &query)?;
+    let permit = node.log_feed.admit().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many log streams are open",
+        )
+    })?;
+    // Subscribed before the backlog is read, so no record falls between the two.
+    let subscription = node.log_feed.subscribe(name);
+    function_record(node, name).await?;
+    let backlog = node
+        .store
+        .logs(filter.query(None, limit))
+        .await
+        .map_err(store_error)?;
+    let token = zeroize::Zeroizing::new(bearer_token(req).unwrap_or_default().to_string());
+    let watcher = Arc::clone(node);
+    let still_allowed = move || {
+        watcher.tokens.check(&token).is_some_and(|t| {
+            watcher
+                .policies
+                .token_may(&t, Action::LogsRead.as_str(), None)
+        })
+    };
+    Ok(follow::open(follow::Follow {
+        store: Arc::clone(&node.store),
+        subscription,
+        filter,
+        backlog,
+        permit,
+        still_allowed: Box::new(still_allowed),
+        stopping: node.events.stopping(),
+    }))
 }
 
 /// A version's supply-chain record as `functions show` prints it.

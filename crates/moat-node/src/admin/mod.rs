@@ -12,12 +12,13 @@ use hyper::body::Incoming;
 use moat_gateway::GatewayBody;
 use moat_manifest::FunctionSpec;
 use moat_runtime::compile::MAX_COMPONENT_BYTES;
-use moat_store::{LogQuery, TokenRecord, VersionRecord};
+use moat_store::{TokenRecord, VersionRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Node;
 use crate::defaults;
+use crate::follow;
 use crate::functions::DeployError;
 use crate::tokens::{Action, ROLES};
 
@@ -111,6 +112,26 @@ fn respond(
     r
 }
 
+/// A `200` whose body is written as it is produced.
+fn streaming(body: GatewayBody, content_type: &'static str, rid: &str) -> Response<GatewayBody> {
+    let mut r = Response::new(body);
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    // Proxies must pass each line on as it comes.
+    headers.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    if let Ok(v) = header::HeaderValue::from_str(rid) {
+        headers.insert("x-request-id", v);
+    }
+    r
+}
+
 /// Handles one admin request.
 pub async fn handle(
     node: Arc<Node>,
@@ -185,10 +206,17 @@ pub async fn handle(
     }
     let (actor, result) = match authorize(&node, &req) {
         Err(e) => ("anonymous".to_string(), Err(e)),
-        Ok(caller) => (
-            moat_telemetry::audit::actor::token(&caller.id),
-            route(&node, &caller, req, &method, &path).await,
-        ),
+        Ok(caller) => {
+            let actor = moat_telemetry::audit::actor::token(&caller.id);
+            match functions::followed(&method, &path, req.uri().query()) {
+                // A stream, not a JSON answer: only its refusal goes the common way.
+                Some(name) => match functions::follow_logs(&node, &caller, &req, name).await {
+                    Ok(body) => return streaming(body, "application/x-ndjson", &rid),
+                    Err(e) => (actor, Err(e)),
+                },
+                None => (actor, route(&node, &caller, req, &method, &path).await),
+            }
+        }
     };
     audit_admin(&node, &actor, &method, &path, peer, &rid, &result);
     if let Ok((_, answer)) = &result {
@@ -251,15 +279,17 @@ fn authorize(node: &Node, req: &Request<Incoming>) -> Result<TokenRecord, ApiErr
             "a valid admin bearer token is required",
         )
     };
-    let token = req
-        .headers()
+    let token = bearer_token(req).ok_or_else(unauthorized)?;
+    node.tokens.check(token).ok_or_else(unauthorized)
+}
+
+fn bearer_token(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
-        .ok_or_else(unauthorized)?;
-    node.tokens.check(token).ok_or_else(unauthorized)
 }
 
 /// Refuses with `403` unless the policy engine lets the caller's role do `action`.

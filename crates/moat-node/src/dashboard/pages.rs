@@ -374,6 +374,7 @@ async fn function(node: &Arc<Node>, caller: &Caller, name: &str) -> Page {
         let rows: Vec<String> = logs
             .iter()
             .rev()
+            .map(|l| &l.record)
             .map(|l| {
                 row(
                     &l.stream,

@@ -148,12 +148,13 @@ impl RecordStore for SqliteStore {
         .await
     }
 
-    async fn append_logs(&self, records: Vec<LogRecord>) -> Result<()> {
+    async fn append_logs(&self, records: Vec<LogRecord>) -> Result<Vec<StoredLog>> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.with(move |c| {
             let tx = c.transaction().map_err(backend)?;
+            let mut stored = Vec::with_capacity(records.len());
             {
                 let mut stmt = tx
                     .prepare(
@@ -161,7 +162,7 @@ impl RecordStore for SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .map_err(backend)?;
-                for r in &records {
+                for r in records {
                     stmt.execute(params![
                         r.function,
                         r.version,
@@ -171,42 +172,64 @@ impl RecordStore for SqliteStore {
                         r.text
                     ])
                     .map_err(backend)?;
+                    stored.push(StoredLog {
+                        id: tx.last_insert_rowid(),
+                        record: r,
+                    });
                 }
             }
-            tx.commit().map_err(backend)
+            tx.commit().map_err(backend)?;
+            Ok(stored)
         })
         .await
     }
 
-    async fn logs(&self, q: LogQuery) -> Result<Vec<LogRecord>> {
+    async fn logs(&self, q: LogQuery) -> Result<Vec<StoredLog>> {
         self.with(move |c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT function, version, request_id, stream, at_ms, text FROM (
-                        SELECT * FROM function_logs
-                        WHERE function = ?1
-                          AND (?2 IS NULL OR request_id = ?2)
-                          AND (?3 IS NULL OR at_ms >= ?3)
-                        ORDER BY id DESC LIMIT ?4
-                     ) ORDER BY id",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(
-                    params![q.function, q.request_id, q.since_ms, q.limit],
-                    |r| {
-                        Ok(LogRecord {
-                            function: r.get(0)?,
-                            version: r.get(1)?,
-                            request_id: r.get(2)?,
-                            stream: r.get(3)?,
-                            at_ms: r.get(4)?,
-                            text: r.get(5)?,
-                        })
+            let row = |r: &rusqlite::Row<'_>| {
+                Ok(StoredLog {
+                    id: r.get(0)?,
+                    record: LogRecord {
+                        function: r.get(1)?,
+                        version: r.get(2)?,
+                        request_id: r.get(3)?,
+                        stream: r.get(4)?,
+                        at_ms: r.get(5)?,
+                        text: r.get(6)?,
                     },
-                )
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+                })
+            };
+            let filter = "function = ?1
+                AND (?2 IS NULL OR request_id = ?2)
+                AND (?3 IS NULL OR at_ms >= ?3)";
+            let rows = match q.after_id {
+                // Paging forward: the oldest records after the cursor.
+                Some(after) => c
+                    .prepare(&format!(
+                        "SELECT id, function, version, request_id, stream, at_ms, text
+                         FROM function_logs WHERE {filter} AND id > ?5
+                         ORDER BY id LIMIT ?4"
+                    ))
+                    .and_then(|mut stmt| {
+                        stmt.query_map(
+                            params![q.function, q.request_id, q.since_ms, q.limit, after],
+                            row,
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                    }),
+                None => c
+                    .prepare(&format!(
+                        "SELECT id, function, version, request_id, stream, at_ms, text FROM (
+                            SELECT * FROM function_logs WHERE {filter}
+                            ORDER BY id DESC LIMIT ?4
+                         ) ORDER BY id"
+                    ))
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![q.function, q.request_id, q.since_ms, q.limit], row)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    }),
+            };
+            rows.map_err(backend)
         })
         .await
     }
