@@ -43,4 +43,4 @@ pub enum AuthDecision {
     },
 }
 
-pub use moat_input::{frontdoor, new_request_id, validate};
+pub use moat_input::{frontdoor, new_request_id, new_request_id_bytes, validate};

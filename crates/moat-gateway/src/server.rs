@@ -26,7 +26,7 @@ use crate::limits::{IpNet, RateLimiter, client_ip};
 use crate::routes::{Route, RouteTable};
 use crate::trace::{Phase, RequestTrace, Trace};
 use crate::validate::RuleFailure;
-use crate::{AuthDecision, Authenticator, new_request_id};
+use crate::{AuthDecision, Authenticator, new_request_id_bytes};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every response Moat sends.
@@ -141,8 +141,9 @@ impl Gateway {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<GatewayBody> {
-        let request_id = new_request_id();
-        let trace = Trace::start(&self.observer, &request_id);
+        let id = new_request_id_bytes();
+        let request_id = hex::encode(id);
+        let trace = Trace::start(&self.observer, id);
         let table = self.routes();
         let route = match check_path(req.uri().path()) {
             Err(code) => Err(code),

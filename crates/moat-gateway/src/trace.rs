@@ -82,10 +82,10 @@ pub struct RequestTrace {
 }
 
 impl RequestTrace {
-    /// A trace of nothing yet, for the request `request_id` started at `start`.
-    pub fn new(request_id: &str, start: SystemTime) -> RequestTrace {
+    /// A trace of nothing yet, for the request with id `id` started at `start`.
+    pub fn new(id: [u8; 16], start: SystemTime) -> RequestTrace {
         RequestTrace {
-            id: id_bytes(request_id),
+            id,
             route: None,
             status: None,
             start,
@@ -146,13 +146,13 @@ impl Drop for Shared {
 pub struct Trace(Option<Arc<Shared>>);
 
 impl Trace {
-    pub(crate) fn start(observer: &Arc<dyn Observer>, request_id: &str) -> Trace {
+    pub(crate) fn start(observer: &Arc<dyn Observer>, id: [u8; 16]) -> Trace {
         if !observer.traces() {
             return Trace(None);
         }
         Trace(Some(Arc::new(Shared {
             started: Instant::now(),
-            trace: Mutex::new(RequestTrace::new(request_id, SystemTime::now())),
+            trace: Mutex::new(RequestTrace::new(id, SystemTime::now())),
             observer: Arc::clone(observer),
         })))
     }

@@ -11,7 +11,7 @@
 //! is a shared read lock and an atomic add: no allocation and no exclusive lock. A function's
 //! counters are made under the write lock the first time it is decided.
 
-use std::collections::HashMap;
+use crate::histogram::ByLabel;
 use std::fmt::Write;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,7 @@ const DECISIONS: [&str; 3] = ["allowed", "denied", "unauthenticated"];
 
 #[derive(Default)]
 pub struct PolicyDecisions {
-    by_function: RwLock<HashMap<String, [AtomicU64; 3]>>,
+    by_function: RwLock<ByLabel<[AtomicU64; 3]>>,
 }
 
 impl PolicyDecisions {

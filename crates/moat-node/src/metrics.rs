@@ -3,21 +3,21 @@
 //! Labels are bounded: function names (one per deployed function) and HTTP status codes.
 //! Nothing that identifies a caller or holds a secret is ever a label.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::histogram::{self, Family, Histogram};
+use crate::histogram::{self, ByLabel, Family, Histogram};
 
 pub struct Metrics {
     /// function → status → count; keyed so the hot path allocates nothing.
-    responses: Mutex<HashMap<String, BTreeMap<u16, u64>>>,
-    outcomes: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
+    responses: Mutex<ByLabel<BTreeMap<u16, u64>>>,
+    outcomes: Mutex<ByLabel<BTreeMap<&'static str, u64>>>,
     limit_hits: Mutex<BTreeMap<(String, &'static str), u64>>,
-    egress: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
-    dlp: Mutex<HashMap<String, BTreeMap<&'static str, u64>>>,
+    egress: Mutex<ByLabel<BTreeMap<&'static str, u64>>>,
+    dlp: Mutex<ByLabel<BTreeMap<&'static str, u64>>>,
     /// `moat_policy_decisions_total`, fed for every request to a token route.
     pub decisions: crate::decisions::PolicyDecisions,
     pub compilations: AtomicU64,
@@ -262,7 +262,7 @@ impl Metrics {
     }
 }
 
-fn count<K: Ord>(m: &mut HashMap<String, BTreeMap<K, u64>>, function: &str, key: K) {
+fn count<K: Ord>(m: &mut ByLabel<BTreeMap<K, u64>>, function: &str, key: K) {
     match m.get_mut(function) {
         Some(inner) => *inner.entry(key).or_default() += 1,
         None => {
@@ -271,7 +271,7 @@ fn count<K: Ord>(m: &mut HashMap<String, BTreeMap<K, u64>>, function: &str, key:
     }
 }
 
-fn sorted<V>(m: &HashMap<String, V>) -> Vec<(&String, &V)> {
+fn sorted<V>(m: &ByLabel<V>) -> Vec<(&String, &V)> {
     let mut v: Vec<_> = m.iter().collect();
     v.sort_by(|a, b| a.0.cmp(b.0));
     v

@@ -8,14 +8,14 @@
 //! node for it. Protobuf rather than OTLP's JSON: it is what every collector accepts, and
 //! encoding it costs the node a quarter of the JSON (ids and times are raw bytes).
 //!
-//! Off the request path: the gateway and the invocation log hand items to a bounded queue
-//! with `try_send`; a task wakes every [`FLUSH`], drains the queue and POSTs batches of up
-//! to [`BATCH`] items. It never waits on the queue itself: a receiver waiting for items would
-//! be woken (a cross-thread wake, a futex call) by every request, which cost more than
-//! encoding the trace. A
-//! full queue drops the item and counts it; a failed POST drops the batch, counts it, and is
-//! logged (at most every [`LOG_EVERY`]). Nothing here ever waits on the collector while a
-//! request is being served.
+//! Off the request path: the gateway and the invocation log push items onto a bounded
+//! buffer under a short lock; a task wakes every [`FLUSH`], swaps the buffer for its empty
+//! spare and POSTs what it took in batches of up to [`BATCH`] items. Nothing is woken per
+//! item (a channel's receiver would be woken, a cross-thread wake and a futex call, by every
+//! request), and in steady state nothing is allocated per item either: the two buffers keep
+//! their capacity. A full buffer drops the item and counts it; a failed POST drops the
+//! batch, counts it, and is logged (at most every [`LOG_EVERY`]). Nothing here ever waits on
+//! the collector while a request is being served.
 //!
 //! Trace ids are the request ids (both 128 random bits, the request id in hex), so a trace, the function's
 //! log records and `moat logs --request` all name the same id. Span ids are derived from
@@ -24,18 +24,17 @@
 //! keeps, already redacted.
 
 use std::fmt::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use moat_gateway::trace::RequestTrace;
-use tokio::sync::mpsc;
 
 mod proto;
 
-/// Items waiting to be exported before new ones are dropped.
+/// Items of each signal waiting to be exported before new ones are dropped.
 const QUEUE: usize = 32_768;
 /// Items per POST at most.
 const BATCH: usize = 4_096;
@@ -55,9 +54,19 @@ pub struct LogLine {
     pub text: String,
 }
 
-enum Item {
-    Trace(RequestTrace),
-    Log(LogLine),
+/// What waits to be exported.
+#[derive(Default)]
+struct Pending {
+    traces: Vec<RequestTrace>,
+    logs: Vec<LogLine>,
+}
+
+/// Shared by the exporter's handles and its task.
+#[derive(Default)]
+struct Queue {
+    pending: Mutex<Pending>,
+    /// The node is stopping: the task sends what is left, then ends.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -68,9 +77,15 @@ struct Signal {
 }
 
 pub struct Exporter {
-    tx: mpsc::Sender<Item>,
+    queue: Arc<Queue>,
     traces: Arc<Signal>,
     logs: Arc<Signal>,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Release);
+    }
 }
 
 /// Why an OTLP endpoint is refused.
@@ -88,14 +103,13 @@ impl Exporter {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(BadEndpoint(endpoint.into()));
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
         let me = Arc::new(Exporter {
-            tx,
+            queue: Arc::default(),
             traces: Arc::default(),
             logs: Arc::default(),
         });
         tokio::spawn(export(
-            rx,
+            Arc::clone(&me.queue),
             base.to_string(),
             Arc::clone(&me.traces),
             Arc::clone(&me.logs),
@@ -103,16 +117,30 @@ impl Exporter {
         Ok(me)
     }
 
-    /// Queues a request's trace; never blocks.
+    /// Queues a request's trace; never waits beyond a push under the lock.
     pub fn trace(&self, trace: RequestTrace) {
-        if self.tx.try_send(Item::Trace(trace)).is_err() {
+        let queued = self.queue.pending.lock().is_ok_and(|mut p| {
+            let room = p.traces.len() < QUEUE;
+            if room {
+                p.traces.push(trace);
+            }
+            room
+        });
+        if !queued {
             self.traces.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Queues a record of function output; never blocks.
+    /// Queues a record of function output; never waits beyond a push under the lock.
     pub fn log(&self, line: LogLine) {
-        if self.tx.try_send(Item::Log(line)).is_err() {
+        let queued = self.queue.pending.lock().is_ok_and(|mut p| {
+            let room = p.logs.len() < QUEUE;
+            if room {
+                p.logs.push(line);
+            }
+            room
+        });
+        if !queued {
             self.logs.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -144,74 +172,65 @@ impl Exporter {
     }
 }
 
-async fn export(
-    mut rx: mpsc::Receiver<Item>,
-    base: String,
-    traces: Arc<Signal>,
-    logs: Arc<Signal>,
-) {
-    let mut items = Vec::with_capacity(BATCH);
+async fn export(queue: Arc<Queue>, base: String, traces: Arc<Signal>, logs: Arc<Signal>) {
+    let mut taken = Pending::default();
     let mut last_logged: Option<Instant> = None;
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stopping = false;
-    // A full batch means the queue may hold more: send on without waiting for the tick.
-    let mut behind = false;
     // The sizes of the last bodies, so a new one is allocated once at about its size.
     let (mut spans_size, mut records_size) = (0, 0);
     loop {
-        if !behind {
-            if stopping {
-                return;
-            }
-            tick.tick().await;
+        tick.tick().await;
+        let stopping = queue.closed.load(Ordering::Acquire);
+        if let Ok(mut pending) = queue.pending.lock() {
+            std::mem::swap(&mut *pending, &mut taken);
         }
-        while items.len() < BATCH {
-            match rx.try_recv() {
-                Ok(item) => items.push(item),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                // The node is stopping: send what is left, then end.
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    stopping = true;
-                    break;
-                }
-            }
+        let mut failure = None;
+        for chunk in taken.traces.chunks(BATCH) {
+            let mut body = proto::batch_buffer(spans_size);
+            let n: u64 = chunk
+                .iter()
+                .map(|t| proto::encode_trace(&mut body, t))
+                .sum();
+            spans_size = body.len();
+            failure = failure.or(send(&base, "/v1/traces", body, n, &traces).await);
         }
-        behind = items.len() == BATCH;
-        if items.is_empty() {
-            continue;
+        for chunk in taken.logs.chunks(BATCH) {
+            let mut body = proto::batch_buffer(records_size);
+            let n: u64 = chunk.iter().map(|l| proto::encode_log(&mut body, l)).sum();
+            records_size = body.len();
+            failure = failure.or(send(&base, "/v1/logs", body, n, &logs).await);
         }
-        let mut spans = proto::batch_buffer(spans_size);
-        let mut records = proto::batch_buffer(records_size);
-        let (mut n_spans, mut n_records) = (0u64, 0u64);
-        for item in items.drain(..) {
-            match item {
-                Item::Trace(t) => n_spans += proto::encode_trace(&mut spans, &t),
-                Item::Log(l) => n_records += proto::encode_log(&mut records, &l),
-            }
+        // Emptied, capacity kept: the next swap hands these back for the node to fill.
+        taken.traces.clear();
+        taken.logs.clear();
+        if let Some(failure) = failure
+            && last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY)
+        {
+            last_logged = Some(Instant::now());
+            tracing::warn!(
+                "OTLP export failed (the batch is dropped; counted in moat_otlp_export_failures_total): {failure}"
+            );
         }
-        (spans_size, records_size) = (spans.len(), records.len());
-        for (path, body, n, signal) in [
-            ("/v1/traces", spans, n_spans, &traces),
-            ("/v1/logs", records, n_records, &logs),
-        ] {
-            if n == 0 {
-                continue;
-            }
-            match post(&format!("{base}{path}"), proto::finish_batch(body)).await {
-                Ok(()) => {
-                    signal.exported.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    signal.failed.fetch_add(1, Ordering::Relaxed);
-                    if last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                        last_logged = Some(Instant::now());
-                        tracing::warn!(
-                            "OTLP export to {base}{path} failed ({n} items dropped; counted in moat_otlp_export_failures_total): {e:#}"
-                        );
-                    }
-                }
-            }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// POSTs one batch of `n` spans or records; the failure, if any, described.
+async fn send(base: &str, path: &str, body: Vec<u8>, n: u64, signal: &Signal) -> Option<String> {
+    if n == 0 {
+        return None;
+    }
+    match post(&format!("{base}{path}"), proto::finish_batch(body)).await {
+        Ok(()) => {
+            signal.exported.fetch_add(n, Ordering::Relaxed);
+            None
+        }
+        Err(e) => {
+            signal.failed.fetch_add(1, Ordering::Relaxed);
+            Some(format!("{base}{path}: {n} items: {e:#}"))
         }
     }
 }
