@@ -303,7 +303,9 @@ impl Audit {
             let event = match e {
                 mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
             };
-            tracing::error!(
+            // Debug only: the error is logged once a second with the count (`report_trouble`),
+            // so a flood does not become a flood of log lines.
+            tracing::debug!(
                 action = %event.action, target = %event.target,
                 "audit queue full: event not recorded in the chain"
             );

@@ -99,6 +99,8 @@ pub struct Node {
     functions: functions::Functions,
     metrics: Arc<metrics::Metrics>,
     audit: Arc<audit::Audit>,
+    /// Folds floods of refusals into counted records before they reach `audit`.
+    limits: Arc<limits_audit::LimitAudit>,
     alerts: Arc<alerts::Alerts>,
     events: Arc<events::Hub>,
     log_feed: Arc<follow::LogFeed>,
@@ -232,6 +234,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         otlp,
         limits: Arc::downgrade(&limit_audit),
     });
+    let limits = Arc::clone(&limit_audit);
     let system: Arc<dyn moat_runtime::egress::Resolver> =
         Arc::new(moat_runtime::egress::SystemResolver);
     let resolver: Arc<dyn moat_runtime::egress::Resolver> = if config.egress_resolve.is_empty() {
@@ -292,6 +295,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         functions,
         metrics,
         audit,
+        limits,
         alerts,
         events: Arc::clone(&events),
         log_feed,

@@ -23,6 +23,16 @@
 //! `limit`: action `invoke.unauthenticated` (no, an unknown, an expired or a revoked token;
 //! actor `anonymous`) or `invoke.denied` (a live token policy does not let call the
 //! function; actor `token:<id>`). The token itself is never recorded.
+//!
+//! Refusals of callers without a valid token on the admin listener (`auth.failed`: a bad
+//! token to the admin API, the event stream or the dashboard login; `dashboard.refused`: a
+//! post that fails the CSRF or same-origin check before anyone is signed in) are folded the
+//! same way, grouped by (path, action, client address), so that anyone who can reach the
+//! listener cannot grow the chain by a record per request. Record: action as named, actor
+//! `anonymous`, target the path, `source` the address, `details` as above plus the `status`
+//! answered. As the path and address are the caller's choice, at most
+//! [`ANONYMOUS_GROUPS`] such groups are open at once; refusals beyond them fold into one
+//! group with path and source `*`.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -45,8 +55,20 @@ const RECORDED_ELSEWHERE: &[&str] = &["dlp", "egress_denied"];
 const UNAUTHENTICATED: &str = "unauthenticated";
 const DENIED: &str = "denied";
 
-/// What hits are folded by: function, kind, and the token refused (`403`s only).
+/// Refusals on the admin listener of callers with no valid token: kind, action and status.
+pub const AUTH_FAILED: &str = "auth.failed";
+pub const DASHBOARD_REFUSED: &str = "dashboard.refused";
+
+/// Groups of anonymous admin-listener refusals open at once (their keys are the caller's).
+pub const ANONYMOUS_GROUPS: usize = 64;
+
+/// What hits are folded by: function (the path, for an anonymous refusal), kind, and the
+/// token refused (`403`s) or the client address (anonymous refusals).
 type Key = (String, &'static str, Option<String>);
+
+fn anonymous(kind: &str) -> bool {
+    matches!(kind, AUTH_FAILED | DASHBOARD_REFUSED)
+}
 
 struct Group {
     opened: Instant,
@@ -108,13 +130,34 @@ impl LimitAudit {
         );
     }
 
-    fn fold(&self, key: Key, request_id: &str) {
+    /// A caller without a valid token refused on the admin listener at `path` (`kind` is
+    /// [`AUTH_FAILED`] or [`DASHBOARD_REFUSED`]).
+    pub fn anonymous_refusal(
+        &self,
+        kind: &'static str,
+        path: &str,
+        source: std::net::IpAddr,
+        request_id: &str,
+    ) {
+        self.fold(
+            (path.to_string(), kind, Some(source.to_string())),
+            request_id,
+        );
+    }
+
+    fn fold(&self, mut key: Key, request_id: &str) {
         let at = now_ms();
-        let first = {
+        let (first, key) = {
             let Ok(mut groups) = self.groups.lock() else {
                 return;
             };
-            match groups.get_mut(&key) {
+            if anonymous(key.1)
+                && !groups.contains_key(&key)
+                && groups.keys().filter(|k| anonymous(k.1)).count() >= ANONYMOUS_GROUPS
+            {
+                key = ("*".to_string(), key.1, Some("*".to_string()));
+            }
+            let first = match groups.get_mut(&key) {
                 Some(g) => {
                     g.count += 1;
                     let seen = (request_id.to_string(), at);
@@ -136,7 +179,8 @@ impl LimitAudit {
                     );
                     true
                 }
-            }
+            };
+            (first, key)
         };
         if first {
             let seen = (request_id.to_string(), at);
@@ -179,6 +223,9 @@ impl LimitAudit {
         last: &(String, i64),
     ) {
         self.records.fetch_add(1, Ordering::Relaxed);
+        if anonymous(kind) {
+            return self.emit_anonymous(function, kind, token_id.as_deref(), count, first, last);
+        }
         let (action, outcome) = match *kind {
             "trap" => ("function.trap".to_string(), Outcome::Failed),
             "validation" => ("validation.failed".to_string(), Outcome::Denied),
@@ -215,6 +262,35 @@ impl LimitAudit {
         }
         if first.0 != "-" {
             event = event.with_request_id(first.0.clone());
+        }
+        self.audit.record(event);
+    }
+
+    /// The record of anonymous refusals at `path` from `source`.
+    fn emit_anonymous(
+        &self,
+        path: &str,
+        kind: &'static str,
+        source: Option<&str>,
+        count: u64,
+        first: &(String, i64),
+        last: &(String, i64),
+    ) {
+        let status = if kind == AUTH_FAILED { 401 } else { 403 };
+        let mut event = AuditEvent::new(first.1, "anonymous", kind, path, Outcome::Denied)
+            .with_request_id(first.0.clone())
+            .with_details(serde_json::json!({
+                "aggregated": true,
+                "count": count,
+                "status": status,
+                "first_request_id": first.0,
+                "last_request_id": last.0,
+                "first_ms": first.1,
+                "last_ms": last.1,
+                "window_ms": WINDOW.as_millis() as u64,
+            }));
+        if let Some(source) = source {
+            event = event.with_source(source);
         }
         self.audit.record(event);
     }

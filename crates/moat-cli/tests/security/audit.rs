@@ -39,6 +39,60 @@ fn admin_actions_and_failed_logins_are_recorded() {
 }
 
 #[test]
+fn a_flood_of_failed_admin_logins_is_folded_not_one_record_each() {
+    let node = Node::start();
+    let started = std::time::Instant::now();
+    for i in 0..300 {
+        // Half at one path, half each at a path of its own: the path is the caller's choice.
+        let path = if i % 2 == 0 {
+            "/v1/functions".to_string()
+        } else {
+            format!("/v1/guess-{i}")
+        };
+        assert_eq!(node.admin_get(&path, Some("moat_guessed")).status, 401);
+    }
+    let secs = started.elapsed().as_secs();
+    // Folded refusals are recorded when their second ends: wait until all are counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (records, counted) = loop {
+        let records = node.audit_records(None, "auth.failed", 0);
+        let counted: u64 = records
+            .iter()
+            .map(|r| r["event"]["details"]["count"].as_u64().unwrap_or(1))
+            .sum();
+        if counted >= 300 || std::time::Instant::now() > deadline {
+            break (records, counted);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(counted, 300, "every failed login is counted, none twice");
+    // One group per (path, address) up to 64 open at once, the rest in one `*` group; each
+    // costs its first record and one per second while it lasts.
+    assert!(
+        records.len() as u64 <= 64 + 2 * (secs + 2),
+        "{} records for 300 failed logins in {secs} s",
+        records.len()
+    );
+    for r in &records {
+        let e = &r["event"];
+        assert_eq!(e["actor"], "anonymous", "{e}");
+        assert_eq!(e["outcome"], "denied", "{e}");
+        assert!(e["source"] == "127.0.0.1" || e["source"] == "*", "{e}");
+    }
+    assert!(
+        records.iter().any(|r| r["event"]["target"] == "*"),
+        "past 64 open groups, refusals fold into the `*` group"
+    );
+    assert!(
+        !node
+            .moat_ok(&["audit-log", "show", "--output", "json"])
+            .contains("moat_guessed")
+    );
+    let (ok, said) = verify(&node, None);
+    assert!(ok, "{said}");
+}
+
+#[test]
 fn tampering_with_the_chain_is_detected() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

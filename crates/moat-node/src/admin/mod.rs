@@ -257,10 +257,13 @@ fn audit_admin(
     if reads && outcome != Outcome::Denied {
         return;
     }
-    let action = match status {
-        StatusCode::UNAUTHORIZED => "auth.failed".to_string(),
-        _ => format!("admin.{}", method.as_str().to_ascii_lowercase()),
-    };
+    if status == StatusCode::UNAUTHORIZED {
+        // Anyone who can reach the listener can send these: folded, not one record each.
+        node.limits
+            .anonymous_refusal(crate::limits_audit::AUTH_FAILED, path, peer.ip(), rid);
+        return;
+    }
+    let action = format!("admin.{}", method.as_str().to_ascii_lowercase());
     // The path names the resource (`/v1/functions/orders`); bodies are never recorded, as
     // they may hold secret values.
     node.audit.record(

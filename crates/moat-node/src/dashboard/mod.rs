@@ -379,12 +379,18 @@ fn same_origin(dashboard: &Dashboard, req: &Request<Incoming>) -> Result<(), &'s
 fn record_refusal(
     node: &Node,
     actor: &str,
-    action: &str,
+    action: &'static str,
     path: &str,
     peer: std::net::SocketAddr,
     rid: &str,
     status: u16,
 ) {
+    use crate::limits_audit::{AUTH_FAILED, DASHBOARD_REFUSED};
+    if actor == "anonymous" && matches!(action, AUTH_FAILED | DASHBOARD_REFUSED) {
+        // Anyone who can reach the listener can send these: folded, not one record each.
+        node.limits.anonymous_refusal(action, path, peer.ip(), rid);
+        return;
+    }
     node.audit.record(
         AuditEvent::new(now_ms(), actor, action, path, Outcome::Denied)
             .with_source(peer.ip().to_string())
