@@ -47,6 +47,10 @@ pub struct Route {
     pub grants: moat_runtime::Grants,
     /// Data-loss prevention on what the function sends back; `None` is off.
     pub dlp: Option<Arc<crate::dlp::RouteDlp>>,
+    /// What the [`crate::Observer`] keeps for this function (its metric series), so that
+    /// reporting a request needs no lookup; the gateway only hands it back. `Arc::new(())`
+    /// when the observer keeps nothing.
+    pub stats: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 /// An immutable snapshot of every route; the gateway swaps in a new one atomically.

@@ -36,8 +36,8 @@ pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
 pub trait Observer: Send + Sync + 'static {
     /// A function invocation has ended, body and all.
     fn finished(&self, route: &Route, request_id: &str, report: Report);
-    /// The gateway answered (`function` is `None` when no route matched).
-    fn responded(&self, function: Option<&str>, status: u16);
+    /// The gateway answered (`route` is `None` when none matched).
+    fn responded(&self, route: Option<&Route>, status: u16);
     /// A protection refused or stopped something (`limit` as in `moat_limit_hits_total`).
     fn limit_hit(&self, function: &str, limit: &'static str, request_id: &str);
     /// Whether the caller may invoke a token route's `function`, as decided before anything
@@ -54,7 +54,7 @@ pub trait Observer: Send + Sync + 'static {
     ) {
     }
     /// An invocation got its concurrency slot after waiting `wait` (zero when one was free).
-    fn admitted(&self, _function: &str, _wait: Duration) {}
+    fn admitted(&self, _route: &Route, _wait: Duration) {}
     /// Whether [`Observer::traced`] wants per-request phase timings; when `false` the
     /// gateway measures nothing for it.
     fn traces(&self) -> bool {
@@ -166,7 +166,7 @@ impl Gateway {
             Err(refusal) => refusal,
         };
         self.observer
-            .responded(Some(&route.function), response.status().as_u16());
+            .responded(Some(&route), response.status().as_u16());
         trace.with(|t| t.status = Some(response.status().as_u16()));
         response
     }
@@ -296,7 +296,7 @@ impl Gateway {
             return Err(limit("concurrency", ErrorCode::Overloaded));
         };
         let wait = waiting.elapsed();
-        self.observer.admitted(&route.function, wait);
+        self.observer.admitted(route, wait);
         trace.with(|t| t.queue_wait = wait);
         let observer = Arc::clone(&self.observer);
         let (for_report, rid_for_report) = (Arc::clone(route), request_id.to_string());

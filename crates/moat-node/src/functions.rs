@@ -463,6 +463,7 @@ impl Functions {
             }
         };
         Ok(Route {
+            stats: self.metrics.function(&v.function).for_route(),
             function: v.function.clone(),
             version: v.version,
             matcher: match spec.route_match() {

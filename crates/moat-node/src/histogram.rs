@@ -141,18 +141,21 @@ impl Family {
     }
 
     pub fn observe(&self, value: &str, d: Duration) {
+        self.series(value).observe(d);
+    }
+
+    /// The histogram for `value`, made on first use (to be kept by who observes it often).
+    pub fn series(&self, value: &str) -> Arc<Histogram> {
         // The common case takes only the read lock and allocates nothing.
         if let Ok(series) = self.series.read()
             && let Some(h) = series.get(value)
         {
-            h.observe(d);
-            return;
+            return Arc::clone(h);
         }
-        if let Ok(mut series) = self.series.write() {
-            series
-                .entry(value.to_string())
-                .or_insert_with(|| Arc::new(Histogram::new(self.bounds)))
-                .observe(d);
+        let made = Arc::new(Histogram::new(self.bounds));
+        match self.series.write() {
+            Ok(mut series) => Arc::clone(series.entry(value.to_string()).or_insert(made)),
+            Err(_) => made,
         }
     }
 

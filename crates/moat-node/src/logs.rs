@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::defaults;
 use crate::follow::LogFeed;
-use crate::metrics::Metrics;
+use crate::metrics::{FunctionMetrics, Metrics};
 
 /// Records each invocation's output and outcome. Never blocks a request: when the writer is
 /// behind, records are dropped and counted in `/metrics`.
@@ -99,6 +99,15 @@ impl InvocationLog {
 }
 
 impl InvocationLog {
+    /// The function's metric series: kept on its route, or looked up if the route was made
+    /// without them.
+    fn with_stats(&self, route: &Route, update: impl FnOnce(&FunctionMetrics)) {
+        match FunctionMetrics::of_route(&*route.stats) {
+            Some(f) => update(f),
+            None => update(&self.metrics.function(&route.function)),
+        }
+    }
+
     /// Log text as stored: always redacted by the function's scanner, whatever its
     /// `[dlp]` mode (a function's logs are read by people who may not see its secrets).
     fn redacted(&self, route: &Route, request_id: &str, bytes: &[u8]) -> String {
@@ -170,8 +179,10 @@ impl Observer for InvocationLog {
             Outcome::Trapped(_) => "trapped",
             Outcome::TimedOut => "timed_out",
         };
-        self.metrics
-            .outcome(&route.function, outcome, report.instantiate, report.total);
+        self.with_stats(route, |f| {
+            self.metrics
+                .outcome(f, outcome, report.instantiate, report.total)
+        });
         if let Outcome::Trapped(_) = report.outcome {
             self.limit_audit(&route.function, "trap", request_id);
         }
@@ -229,8 +240,11 @@ impl Observer for InvocationLog {
         }
     }
 
-    fn responded(&self, function: Option<&str>, status: u16) {
-        self.metrics.response(function, status);
+    fn responded(&self, route: Option<&Route>, status: u16) {
+        match route {
+            Some(route) => self.with_stats(route, |f| f.response(status)),
+            None => self.metrics.function("").response(status),
+        }
     }
 
     fn limit_hit(&self, function: &str, limit: &'static str, request_id: &str) {
@@ -239,8 +253,8 @@ impl Observer for InvocationLog {
         tracing::debug!(function, limit, request_id, "limit hit");
     }
 
-    fn admitted(&self, function: &str, wait: Duration) {
-        self.metrics.admitted(function, wait);
+    fn admitted(&self, route: &Route, wait: Duration) {
+        self.with_stats(route, |f| f.admitted(wait));
     }
 
     fn authorized(&self, function: &str, decision: &AuthDecision, request_id: &str) {

@@ -6,15 +6,52 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use crate::histogram::{self, ByLabel, Family, Histogram};
 
+/// Invocation outcomes, in the order `moat_invocations_total` lists them.
+const OUTCOMES: [&str; 3] = ["completed", "timed_out", "trapped"];
+
+/// One function's per-request series. Made on first use and kept on the function's route
+/// (`Route::stats`), so that serving a request updates them without a map lookup: atomics,
+/// and one per-function lock for the status counts.
+pub struct FunctionMetrics {
+    /// `moat_gateway_responses_total` by status.
+    responses: Mutex<BTreeMap<u16, u64>>,
+    /// `moat_invocations_total`, at the index of the outcome in [`OUTCOMES`].
+    outcomes: [AtomicU64; 3],
+    duration: Arc<Histogram>,
+    queue_wait: Arc<Histogram>,
+}
+
+impl FunctionMetrics {
+    /// The series as a route keeps them (`Route::stats`).
+    pub fn for_route(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+
+    /// The series a route keeps, if it was given some by [`FunctionMetrics::for_route`].
+    pub fn of_route(stats: &(dyn std::any::Any + Send + Sync)) -> Option<&FunctionMetrics> {
+        stats.downcast_ref::<FunctionMetrics>()
+    }
+
+    /// An invocation was admitted after waiting `wait` for a slot.
+    pub fn admitted(&self, wait: Duration) {
+        self.queue_wait.observe(wait);
+    }
+
+    pub fn response(&self, status: u16) {
+        if let Ok(mut m) = self.responses.lock() {
+            *m.entry(status).or_default() += 1;
+        }
+    }
+}
+
 pub struct Metrics {
-    /// function → status → count; keyed so the hot path allocates nothing.
-    responses: Mutex<ByLabel<BTreeMap<u16, u64>>>,
-    outcomes: Mutex<ByLabel<BTreeMap<&'static str, u64>>>,
+    /// function → its series (`""`: requests no route matched).
+    functions: RwLock<ByLabel<Arc<FunctionMetrics>>>,
     limit_hits: Mutex<BTreeMap<(String, &'static str), u64>>,
     egress: Mutex<ByLabel<BTreeMap<&'static str, u64>>>,
     dlp: Mutex<ByLabel<BTreeMap<&'static str, u64>>>,
@@ -36,8 +73,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            responses: Default::default(),
-            outcomes: Default::default(),
+            functions: Default::default(),
             limit_hits: Default::default(),
             egress: Default::default(),
             dlp: Default::default(),
@@ -78,9 +114,23 @@ impl Metrics {
         let _ = self.sources.set(sources);
     }
 
-    /// An invocation was admitted after waiting `wait` for a slot.
-    pub fn admitted(&self, function: &str, wait: Duration) {
-        self.queue_waits.observe(function, wait);
+    /// The series of `function`, made on first use; kept on its route.
+    pub fn function(&self, function: &str) -> Arc<FunctionMetrics> {
+        if let Ok(m) = self.functions.read()
+            && let Some(f) = m.get(function)
+        {
+            return Arc::clone(f);
+        }
+        let made = Arc::new(FunctionMetrics {
+            responses: Mutex::default(),
+            outcomes: Default::default(),
+            duration: self.durations.series(function),
+            queue_wait: self.queue_waits.series(function),
+        });
+        match self.functions.write() {
+            Ok(mut m) => Arc::clone(m.entry(function.to_string()).or_insert(made)),
+            Err(_) => made,
+        }
     }
 
     /// Times one store operation.
@@ -95,27 +145,22 @@ impl Metrics {
         out
     }
 
-    pub fn response(&self, function: Option<&str>, status: u16) {
-        if let Ok(mut m) = self.responses.lock() {
-            count(&mut m, function.unwrap_or(""), status);
-        }
-    }
-
+    /// An invocation of the function `f` ended (`outcome` is one of [`OUTCOMES`]).
     pub fn outcome(
         &self,
-        function: &str,
+        f: &FunctionMetrics,
         outcome: &'static str,
         instantiate: Duration,
         total: Duration,
     ) {
-        if let Ok(mut m) = self.outcomes.lock() {
-            count(&mut m, function, outcome);
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            f.outcomes[i].fetch_add(1, Ordering::Relaxed);
         }
         // An invocation stopped before its instance existed has no instantiation time.
         if !instantiate.is_zero() {
             self.instantiation.observe(instantiate);
         }
-        self.durations.observe(function, total);
+        f.duration.observe(total);
     }
 
     pub fn limit_hit(&self, function: &str, limit: &'static str) {
@@ -187,14 +232,22 @@ impl Metrics {
             "# HELP moat_gateway_responses_total Gateway responses by function and status."
         );
         let _ = writeln!(out, "# TYPE moat_gateway_responses_total counter");
-        if let Ok(m) = self.responses.lock() {
-            for (f, by_status) in sorted(&m) {
-                for (status, n) in by_status {
-                    let _ = writeln!(
-                        out,
-                        "moat_gateway_responses_total{{function=\"{f}\",status=\"{status}\"}} {n}"
-                    );
-                }
+        let functions: Vec<(String, Arc<FunctionMetrics>)> = match self.functions.read() {
+            Ok(m) => sorted(&m)
+                .into_iter()
+                .map(|(f, m)| (f.clone(), Arc::clone(m)))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for (f, m) in &functions {
+            let Ok(by_status) = m.responses.lock() else {
+                continue;
+            };
+            for (status, n) in by_status.iter() {
+                let _ = writeln!(
+                    out,
+                    "moat_gateway_responses_total{{function=\"{f}\",status=\"{status}\"}} {n}"
+                );
             }
         }
         let _ = writeln!(
@@ -202,9 +255,10 @@ impl Metrics {
             "# HELP moat_invocations_total Function invocations by outcome."
         );
         let _ = writeln!(out, "# TYPE moat_invocations_total counter");
-        if let Ok(m) = self.outcomes.lock() {
-            for (f, by_outcome) in sorted(&m) {
-                for (o, n) in by_outcome {
+        for (f, m) in &functions {
+            for (o, n) in OUTCOMES.iter().zip(&m.outcomes) {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
                     let _ = writeln!(
                         out,
                         "moat_invocations_total{{function=\"{f}\",outcome=\"{o}\"}} {n}"
@@ -275,4 +329,41 @@ fn sorted<V>(m: &ByLabel<V>) -> Vec<(&String, &V)> {
     let mut v: Vec<_> = m.iter().collect();
     v.sort_by(|a, b| a.0.cmp(b.0));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn a_route_keeps_the_same_series_the_registry_renders() {
+        let m = Metrics::default();
+        let stats = m.function("f").for_route();
+        let f = FunctionMetrics::of_route(&*stats).unwrap();
+        f.response(200);
+        f.admitted(Duration::from_millis(1));
+        m.outcome(f, "trapped", Duration::ZERO, Duration::from_millis(2));
+        assert!(
+            FunctionMetrics::of_route(&*Arc::new(()) as &(dyn std::any::Any + Send + Sync))
+                .is_none()
+        );
+        let text = m.render();
+        assert!(
+            text.contains("moat_gateway_responses_total{function=\"f\",status=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("moat_invocations_total{function=\"f\",outcome=\"trapped\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("moat_queue_wait_seconds_count{function=\"f\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("moat_invocation_duration_seconds_count{function=\"f\"} 1"),
+            "{text}"
+        );
+    }
 }

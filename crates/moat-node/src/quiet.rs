@@ -12,6 +12,6 @@ pub struct Quiet;
 
 impl Observer for Quiet {
     fn finished(&self, _route: &Route, _request_id: &str, _report: Report) {}
-    fn responded(&self, _function: Option<&str>, _status: u16) {}
+    fn responded(&self, _route: Option<&Route>, _status: u16) {}
     fn limit_hit(&self, _function: &str, _limit: &'static str, _request_id: &str) {}
 }
