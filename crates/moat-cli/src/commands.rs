@@ -165,6 +165,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> anyhow::Result<()> {
             insecure_http: args.insecure_http,
         },
         otlp_endpoint: args.otlp_endpoint,
+        log_export: args.log_export,
         telemetry_off: args.telemetry_off,
         audit_queue: args.audit_queue,
     })

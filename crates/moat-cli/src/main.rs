@@ -397,10 +397,14 @@ pub struct UpArgs {
     /// Allow plain HTTP on a non-loopback address.
     #[arg(long)]
     insecure_http: bool,
-    /// Export a trace per request and function output as OTLP/HTTP JSON to this collector
-    /// (`URL/v1/traces`, `URL/v1/logs`), e.g. `http://127.0.0.1:4318`.
+    /// Export a trace per request and function output as OTLP/HTTP protobuf to this
+    /// collector (`URL/v1/traces`, `URL/v1/logs`), e.g. `http://127.0.0.1:4318`.
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// Also write every stored function log record (redacted) as a JSON line to this file
+    /// (appended; created 0600), or to standard output with `-`, for a log shipper.
+    #[arg(long, value_name = "PATH|-")]
+    log_export: Option<String>,
     /// Benchmarking only: the gateway records no metrics, function logs, traces or limit-hit
     /// audit records (see bench/telemetry.sh). Never in production.
     #[arg(long, hide = true)]

@@ -462,3 +462,72 @@ fn logs_follow_ends_when_the_function_is_deleted_or_the_node_stops() {
     assert!(!status.success());
     assert!(stderr.contains("node is stopping"), "{stderr}");
 }
+
+#[test]
+fn log_export_writes_each_stored_record_as_a_json_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export.jsonl");
+    let node = Node::start_on(
+        &tmp.path().join("data"),
+        &["--log-export", export.to_str().unwrap()],
+    );
+    let _dir = node.deploy_program("talker", "tp_log", "[dlp]\ndetectors = [\"credit-card\"]\n");
+    let r = node.get("/talker?card-4111111111111111");
+    assert_eq!(r.status, 200);
+    let rid = r.header("x-request-id").unwrap().to_string();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exported = loop {
+        let text = std::fs::read_to_string(&export).unwrap_or_default();
+        let mine: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+            .filter(|v| v["request_id"] == rid.as_str())
+            .collect();
+        if mine.len() >= 2 || std::time::Instant::now() > deadline {
+            break mine;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(exported.len(), 2, "{exported:?}");
+    // The same records, ids and all, as the store keeps them: redacted.
+    let stored: Vec<serde_json::Value> = node
+        .moat_ok(&["logs", "talker", "--request", &rid, "--output", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(stored, exported);
+    for record in &exported {
+        assert_eq!(record["function"], "talker");
+        assert!(record["id"].as_i64().is_some(), "{record}");
+        let text = record["text"].as_str().unwrap();
+        // The line held the card (the guest prints its request path), masked.
+        assert!(text.contains("hello from") && text.contains("/talker?card-"), "{text}");
+        assert!(
+            !text.contains("4111111111111111"),
+            "an unredacted card was exported: {text}"
+        );
+    }
+    let mut streams: Vec<&str> = exported
+        .iter()
+        .map(|r| r["stream"].as_str().unwrap())
+        .collect();
+    streams.sort();
+    assert_eq!(streams, ["stderr", "stdout"]);
+    let mode = std::fs::metadata(&export).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the export file is the node's alone");
+    assert!(node.metric("moat_log_export_written_total") >= 2);
+    assert_eq!(node.metric("moat_log_export_dropped_total"), 0);
+}
+
+#[test]
+fn a_log_export_path_that_cannot_be_written_stops_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, output) = Node::try_start_on(
+        &tmp.path().join("data"),
+        &["--log-export", "/nonexistent-dir/export.jsonl"],
+    );
+    assert!(node.is_none());
+    assert!(output.contains("--log-export"), "{output}");
+}

@@ -16,6 +16,7 @@ pub struct Sources {
     /// `<data-dir>/compiled`, the sealed compiled artifacts.
     pub compiled: PathBuf,
     pub otlp: Option<std::sync::Arc<crate::otlp::Exporter>>,
+    pub line_export: Option<std::sync::Arc<crate::export::LineExport>>,
     pub limits: Weak<crate::limits_audit::LimitAudit>,
 }
 
@@ -64,6 +65,9 @@ impl Sources {
         }
         if let Some(otlp) = &self.otlp {
             otlp.render(out);
+        }
+        if let Some(export) = &self.line_export {
+            export.render(out);
         }
     }
 }

@@ -13,6 +13,7 @@ mod datadir;
 mod decisions;
 pub mod defaults;
 mod events;
+mod export;
 mod follow;
 mod functions;
 mod gauges;
@@ -73,6 +74,8 @@ pub struct NodeConfig {
     pub tls: TlsSettings,
     /// OTLP/HTTP collector base URL (`--otlp-endpoint`): traces and function logs go there.
     pub otlp_endpoint: Option<String>,
+    /// `--log-export PATH|-`: every stored function log record as a JSON line there too.
+    pub log_export: Option<String>,
     /// Benchmarking only (`--telemetry-off`): the gateway reports nothing; see `quiet`.
     pub telemetry_off: bool,
     /// Audit events queued for the writer before overflow (`defaults::AUDIT_QUEUE`).
@@ -196,11 +199,16 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let events = Arc::new(events::Hub::default());
     audit.set_events(Arc::clone(&events));
     let log_feed = Arc::new(follow::LogFeed::default());
+    let line_export = match &config.log_export {
+        Some(target) => Some(Arc::new(export::LineExport::open(target)?)),
+        None => None,
+    };
     let observer = Arc::new(logs::InvocationLog::start(
         Arc::clone(&store),
         Arc::clone(&metrics),
         Arc::clone(&audit),
         Arc::clone(&log_feed),
+        line_export.clone(),
     ));
     let limit_audit = limits_audit::LimitAudit::start(Arc::clone(&audit));
     let otlp = match &config.otlp_endpoint {
@@ -232,6 +240,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         gateway: Arc::downgrade(&gateway),
         compiled: dir.join("compiled"),
         otlp,
+        line_export,
         limits: Arc::downgrade(&limit_audit),
     });
     let limits = Arc::clone(&limit_audit);

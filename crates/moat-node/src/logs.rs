@@ -33,16 +33,17 @@ pub struct Exports {
 }
 
 impl InvocationLog {
-    /// Starts the writer task.
-    /// Starts the writer task; what it stores goes on to `feed`'s followers.
+    /// Starts the writer task; what it stores goes on to `feed`'s followers and to the
+    /// JSON-lines `export`, if any.
     pub fn start(
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         audit: Arc<crate::audit::Audit>,
         feed: Arc<LogFeed>,
+        export: Option<Arc<crate::export::LineExport>>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(10_000);
-        tokio::spawn(writer(store, rx, Arc::clone(&metrics), feed));
+        tokio::spawn(writer(store, rx, Arc::clone(&metrics), feed, export));
         InvocationLog {
             tx,
             metrics,
@@ -287,6 +288,7 @@ async fn writer(
     mut rx: mpsc::Receiver<LogRecord>,
     metrics: Arc<Metrics>,
     feed: Arc<LogFeed>,
+    export: Option<Arc<crate::export::LineExport>>,
 ) {
     // Retention by age, for every function (by count is per function, below).
     let aging = Arc::clone(&store);
@@ -325,7 +327,12 @@ async fn writer(
             .await;
         match appended {
             // Followers get records once stored, with their ids, in id order.
-            Ok(stored) => feed.publish(stored),
+            Ok(stored) => {
+                if let Some(export) = &export {
+                    export.send(&stored);
+                }
+                feed.publish(stored)
+            }
             Err(e) => tracing::error!("cannot store function logs: {e}"),
         }
         for f in functions {
