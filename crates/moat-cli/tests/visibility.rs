@@ -503,7 +503,10 @@ fn log_export_writes_each_stored_record_as_a_json_line() {
         assert!(record["id"].as_i64().is_some(), "{record}");
         let text = record["text"].as_str().unwrap();
         // The line held the card (the guest prints its request path), masked.
-        assert!(text.contains("hello from") && text.contains("/talker?card-"), "{text}");
+        assert!(
+            text.contains("hello from") && text.contains("/talker?card-"),
+            "{text}"
+        );
         assert!(
             !text.contains("4111111111111111"),
             "an unredacted card was exported: {text}"

@@ -347,9 +347,9 @@ async fn writer(
 }
 
 impl moat_runtime::egress::EgressObserver for InvocationLog {
-    fn decided(&self, function: &str, target: &str, allowed: bool, reason: &str) {
-        self.metrics.egress(function, allowed);
-        if !allowed {
+    fn decided(&self, function: &str, target: &str, granted: Option<&str>, reason: &str) {
+        self.metrics.egress(function, granted);
+        if granted.is_none() {
             self.metrics.limit_hit(function, "egress_denied");
             tracing::warn!(function, target, reason, "outbound request denied");
             self.audit

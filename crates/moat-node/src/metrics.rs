@@ -53,7 +53,8 @@ pub struct Metrics {
     /// function → its series (`""`: requests no route matched).
     functions: RwLock<ByLabel<Arc<FunctionMetrics>>>,
     limit_hits: Mutex<BTreeMap<(String, &'static str), u64>>,
-    egress: Mutex<ByLabel<BTreeMap<&'static str, u64>>>,
+    /// function → (grant, decision) → count; refusals under the grant `-`.
+    egress: Mutex<ByLabel<BTreeMap<(String, &'static str), u64>>>,
     dlp: Mutex<ByLabel<BTreeMap<&'static str, u64>>>,
     /// `moat_policy_decisions_total`, fed for every request to a token route.
     pub decisions: crate::decisions::PolicyDecisions,
@@ -175,9 +176,16 @@ impl Metrics {
         }
     }
 
-    pub fn egress(&self, function: &str, allowed: bool) {
+    /// An outbound request of `function`: allowed by the grant `granted` (the manifest's
+    /// text, so the label is bounded by the grants), or refused (`None`: the host was the
+    /// guest's choice, so it is no label).
+    pub fn egress(&self, function: &str, granted: Option<&str>) {
+        let key = match granted {
+            Some(grant) => (grant, "allowed"),
+            None => ("-", "denied"),
+        };
         if let Ok(mut m) = self.egress.lock() {
-            count(&mut m, function, if allowed { "allowed" } else { "denied" });
+            count(&mut m, function, (key.0.to_string(), key.1));
         }
     }
 
@@ -200,15 +208,15 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP moat_egress_requests_total Outbound requests by function and decision."
+            "# HELP moat_egress_requests_total Outbound requests by function, grant that allowed them (`-` when refused) and decision."
         );
         let _ = writeln!(out, "# TYPE moat_egress_requests_total counter");
         if let Ok(m) = self.egress.lock() {
             for (f, by) in sorted(&m) {
-                for (d, n) in by {
+                for ((host, d), n) in by {
                     let _ = writeln!(
                         out,
-                        "moat_egress_requests_total{{function=\"{f}\",decision=\"{d}\"}} {n}"
+                        "moat_egress_requests_total{{function=\"{f}\",host=\"{host}\",decision=\"{d}\"}} {n}"
                     );
                 }
             }

@@ -161,7 +161,9 @@ pub trait EgressAuthorizer: Send + Sync {
 
 /// Records each egress decision (allowed uses are aggregated; denials are security events).
 pub trait EgressObserver: Send + Sync {
-    fn decided(&self, function: &str, target: &str, allowed: bool, reason: &str);
+    /// `granted` is the grant that allowed the request (as the manifest wrote it, so a
+    /// bounded label), `None` when it was refused for `reason`.
+    fn decided(&self, function: &str, target: &str, granted: Option<&str>, reason: &str);
 }
 
 /// A function's egress grants and the node-wide guard settings.
@@ -508,15 +510,16 @@ impl EgressPolicy {
             request.uri().scheme_str().unwrap_or(""),
             request.uri().authority().map(|a| a.as_str()).unwrap_or("")
         );
-        let addr = match self.check_grant(request.uri()).await {
+        let (addr, grant) = match self.check_grant(request.uri()).await {
             Ok((addr, grant)) => {
+                let grant = grant.to_string();
                 if let Some(usage) = &self.usage {
-                    usage.used(&self.function, "http:request", &grant.to_string());
+                    usage.used(&self.function, "http:request", &grant);
                 }
-                addr
+                (addr, grant)
             }
             Err(Denied(why)) => {
-                self.observer.decided(&self.function, &target, false, &why);
+                self.observer.decided(&self.function, &target, None, &why);
                 return Err(Error::HttpRequestDenied);
             }
         };
@@ -531,7 +534,7 @@ impl EgressPolicy {
                 .flatten()
                 .collect();
             if let Err(Denied(why)) = dlp.head(&mut request) {
-                self.observer.decided(&self.function, &target, false, &why);
+                self.observer.decided(&self.function, &target, None, &why);
                 return Err(Error::HttpRequestDenied);
             }
             let body = std::mem::take(request.body_mut());
@@ -543,13 +546,13 @@ impl EgressPolicy {
             self.observer.decided(
                 &self.function,
                 &target,
-                false,
+                None,
                 "too many concurrent outbound requests",
             );
             return Err(Error::ConnectionLimitReached);
         };
         self.observer
-            .decided(&self.function, &target, true, "granted");
+            .decided(&self.function, &target, Some(&grant), "granted");
         let https = request.uri().scheme_str() == Some("https");
         let host = request
             .uri()
@@ -616,7 +619,7 @@ mod tests {
 
     struct NoObserver;
     impl EgressObserver for NoObserver {
-        fn decided(&self, _: &str, _: &str, _: bool, _: &str) {}
+        fn decided(&self, _: &str, _: &str, _: Option<&str>, _: &str) {}
     }
 
     fn policy(grants: &[&str], answers: &[&str]) -> EgressPolicy {

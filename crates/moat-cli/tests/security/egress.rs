@@ -127,6 +127,29 @@ fn a_granted_host_is_reachable_and_an_ungranted_function_reaches_nothing() {
             "function=\"nogrant\",limit=\"egress_denied\""
         ) >= 1
     );
+    // Egress by host: the allowed request under the grant that allowed it; refusals under
+    // `-`, as the host they named was the guest's choice.
+    assert_eq!(
+        node.metric_labeled(
+            "moat_egress_requests_total",
+            &format!("function=\"fetch\",host=\"http://127.0.0.1:{port}\",decision=\"allowed\"")
+        ),
+        1
+    );
+    assert_eq!(
+        node.metric_labeled(
+            "moat_egress_requests_total",
+            "function=\"fetch\",host=\"-\",decision=\"denied\""
+        ),
+        3
+    );
+    assert!(
+        !node
+            .admin_get("/metrics", None)
+            .body
+            .contains("example.com"),
+        "a refused host became a label"
+    );
     // Each refusal is an audit event naming the function and the target.
     let denied = node.audit_records(Some("nogrant"), "http:request.denied", 1);
     assert_eq!(denied.len(), 1, "{denied:?}");
