@@ -371,6 +371,36 @@ fn a_request_is_exported_as_a_trace_of_its_phases_and_its_output_as_log_records(
         assert_eq!(attr(l, "moat.request_id").unwrap()["stringValue"], rid);
         assert_eq!(l["spanId"], execution["spanId"]);
     }
+
+    // Audit checkpoints go to the collector too, as log records of the `audit-checkpoint`
+    // stream: a copy of the chain's signed head outside the store.
+    let said = node.moat_ok(&["audit-log", "checkpoint"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let checkpoint = loop {
+        assert!(Instant::now() < deadline, "no checkpoint was exported");
+        let Ok((path, _, body)) = received.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if path != "/v1/logs" {
+            continue;
+        }
+        let found = body["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| attr(l, "moat.stream").unwrap()["stringValue"] == "audit-checkpoint")
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+    };
+    let line = checkpoint["body"]["stringValue"].as_str().unwrap();
+    assert!(line.starts_with("moat-checkpoint "), "{line}");
+    assert!(
+        said.contains(line),
+        "the CLI printed {said}, the collector got {line}"
+    );
+    assert!(attr(&checkpoint, "moat.function").is_none());
 }
 
 #[test]

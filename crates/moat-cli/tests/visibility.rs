@@ -522,6 +522,29 @@ fn log_export_writes_each_stored_record_as_a_json_line() {
     assert_eq!(mode & 0o777, 0o600, "the export file is the node's alone");
     assert!(node.metric("moat_log_export_written_total") >= 2);
     assert_eq!(node.metric("moat_log_export_dropped_total"), 0);
+
+    // Audit checkpoints are exported there too: a copy of the signed head outside the
+    // store, which `audit-log verify --checkpoint` takes.
+    node.moat_ok(&["audit-log", "checkpoint"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&export).unwrap();
+        let found = text.lines().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["audit_checkpoint"].as_str().map(str::to_string)
+        });
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint exported"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let cp = tmp.path().join("checkpoint.txt");
+    std::fs::write(&cp, format!("{line}\n")).unwrap();
+    node.moat_ok(&["audit-log", "verify", "--checkpoint", cp.to_str().unwrap()]);
 }
 
 #[test]

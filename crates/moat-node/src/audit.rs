@@ -17,8 +17,9 @@
 //! missing there and how many. (A write failure loses nothing, as the batch is retried.)
 //!
 //! Every [`CHECKPOINT_EVERY`] the writer signs the chain head with the node's checkpoint key
-//! (`<data-dir>/audit.key`, ed25519) and writes the checkpoint line to the node's log and to
-//! `<data-dir>/audit-checkpoints.log`. Someone who can rewrite the database cannot forge
+//! (`<data-dir>/audit.key`, ed25519) and writes the checkpoint line to the node's log, to
+//! `<data-dir>/audit-checkpoints.log` and to every export sink configured ([`Outside`]: the
+//! OTLP collector as a log record, `--log-export` as a JSON line). Someone who can rewrite the database cannot forge
 //! those, so `moat audit-log verify --checkpoint` detects a truncated or recomputed chain.
 
 use std::io::Write;
@@ -152,6 +153,46 @@ impl Trouble {
     }
 }
 
+/// Export sinks that also get each checkpoint (set once the node has made them).
+#[derive(Default)]
+pub struct CheckpointSinks {
+    pub otlp: Option<Arc<crate::otlp::Exporter>>,
+    pub lines: Option<Arc<crate::export::LineExport>>,
+}
+
+/// Everywhere a checkpoint is written outside the store.
+struct Outside {
+    /// `<data-dir>/audit-checkpoints.log`.
+    file: PathBuf,
+    sinks: std::sync::OnceLock<CheckpointSinks>,
+}
+
+impl Outside {
+    fn export(&self, cp: &Checkpoint) {
+        let line = cp.to_line();
+        tracing::info!(checkpoint = %line, "audit checkpoint");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.file)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            tracing::error!(
+                "cannot write audit checkpoint to {}: {e}",
+                self.file.display()
+            );
+        }
+        if let Some(sinks) = self.sinks.get() {
+            if let Some(otlp) = &sinks.otlp {
+                otlp.checkpoint(cp.at_ms, &line);
+            }
+            if let Some(lines) = &sinks.lines {
+                lines.checkpoint(cp.at_ms, &line);
+            }
+        }
+    }
+}
+
 pub struct Audit {
     tx: mpsc::Sender<AuditEvent>,
     pub overflow: AtomicU64,
@@ -166,6 +207,7 @@ pub struct Audit {
     /// Times the writer's store appends (set once metrics exist).
     metrics: Arc<std::sync::OnceLock<Arc<crate::metrics::Metrics>>>,
     trouble: Arc<Trouble>,
+    outside: Arc<Outside>,
 }
 
 impl Audit {
@@ -199,12 +241,16 @@ impl Audit {
             events: std::sync::OnceLock::new(),
             metrics: Arc::default(),
             trouble: Arc::default(),
+            outside: Arc::new(Outside {
+                file: data_dir.join("audit-checkpoints.log"),
+                sinks: std::sync::OnceLock::new(),
+            }),
         });
         tokio::spawn(writer(
             rx,
             store,
             key,
-            data_dir.join("audit-checkpoints.log"),
+            Arc::clone(&audit.outside),
             Arc::clone(&audit.written),
             Arc::clone(&audit.write_failures),
             Arc::clone(&audit.metrics),
@@ -337,10 +383,20 @@ impl Audit {
         self.key.public_base64()
     }
 
-    /// Signs the current head now (for `moat audit-log checkpoint`).
+    /// Signs the current head now (for `moat audit-log checkpoint`), and writes it where
+    /// the periodic ones go.
     pub async fn checkpoint_now(&self) -> anyhow::Result<Option<Checkpoint>> {
         let head = last_record(&*self.store).await?;
-        Ok(head.map(|(seq, hash)| Checkpoint::sign(seq, hash, now_ms(), &self.key)))
+        let cp = head.map(|(seq, hash)| Checkpoint::sign(seq, hash, now_ms(), &self.key));
+        if let Some(cp) = &cp {
+            self.outside.export(cp);
+        }
+        Ok(cp)
+    }
+
+    /// Export sinks that also get every checkpoint from now on.
+    pub fn set_checkpoint_sinks(&self, sinks: CheckpointSinks) {
+        let _ = self.outside.sinks.set(sinks);
     }
 }
 
@@ -372,7 +428,7 @@ async fn writer(
     mut rx: mpsc::Receiver<AuditEvent>,
     store: Arc<dyn Store>,
     key: Arc<CheckpointKey>,
-    checkpoints: PathBuf,
+    outside: Arc<Outside>,
     written: Arc<AtomicU64>,
     failures: Arc<AtomicU64>,
     metrics: Arc<std::sync::OnceLock<Arc<crate::metrics::Metrics>>>,
@@ -394,7 +450,7 @@ async fn writer(
                         && checkpointed != Some(seq)
                     {
                         let cp = Checkpoint::sign(seq, hash, now_ms(), &key);
-                        export_checkpoint(&checkpoints, &cp);
+                        outside.export(&cp);
                         checkpointed = Some(seq);
                     }
                 }
@@ -438,19 +494,6 @@ async fn writer(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-    }
-}
-
-fn export_checkpoint(path: &Path, cp: &Checkpoint) {
-    let line = cp.to_line();
-    tracing::info!(checkpoint = %line, "audit checkpoint");
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| writeln!(f, "{line}"));
-    if let Err(e) = written {
-        tracing::error!("cannot write audit checkpoint to {}: {e}", path.display());
     }
 }
 

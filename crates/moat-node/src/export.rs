@@ -1,7 +1,9 @@
 //! `moat up --log-export PATH` (or `-` for standard output): every function log record as
 //! stored — redacted, with its id, function, version, request id, stream and time — also
 //! written as one JSON line (the shape `moat logs --output json` prints), for a log shipper
-//! to collect from a file or the node's standard output.
+//! to collect from a file or the node's standard output. Each audit checkpoint (the chain's
+//! signed head) goes there too, as `{"audit_checkpoint": LINE, "at_ms": …}`: a copy outside
+//! the store for `moat audit-log verify --checkpoint`.
 //!
 //! Off the request path and off the store's: the log writer hands over each batch once it
 //! is stored, and a thread of its own serializes and writes it, so a slow disk or a blocked
@@ -33,8 +35,14 @@ struct Counters {
     failed: AtomicU64,
 }
 
+/// What the writing thread is handed.
+enum Item {
+    Logs(Vec<StoredLog>),
+    Checkpoint { at_ms: i64, line: String },
+}
+
 pub struct LineExport {
-    tx: SyncSender<Vec<StoredLog>>,
+    tx: SyncSender<Item>,
     counters: Arc<Counters>,
 }
 
@@ -69,12 +77,26 @@ impl LineExport {
         if batch.is_empty() {
             return;
         }
-        if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) =
-            self.tx.try_send(batch.to_vec())
+        self.queue(Item::Logs(batch.to_vec()));
+    }
+
+    /// Queues an audit checkpoint's line; never waits.
+    pub fn checkpoint(&self, at_ms: i64, line: &str) {
+        self.queue(Item::Checkpoint {
+            at_ms,
+            line: line.to_string(),
+        });
+    }
+
+    fn queue(&self, item: Item) {
+        if let Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) =
+            self.tx.try_send(item)
         {
-            self.counters
-                .dropped
-                .fetch_add(b.len() as u64, Ordering::Relaxed);
+            let n = match item {
+                Item::Logs(b) => b.len() as u64,
+                Item::Checkpoint { .. } => 1,
+            };
+            self.counters.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -82,12 +104,12 @@ impl LineExport {
         for (name, help, n) in [
             (
                 "moat_log_export_written_total",
-                "Function log records written to --log-export.",
+                "Function log records and audit checkpoints written to --log-export.",
                 &self.counters.written,
             ),
             (
                 "moat_log_export_dropped_total",
-                "Function log records not written to --log-export because it was behind.",
+                "Function log records and audit checkpoints not written to --log-export because it was behind.",
                 &self.counters.dropped,
             ),
             (
@@ -105,16 +127,25 @@ impl LineExport {
     }
 }
 
-fn write_lines(rx: Receiver<Vec<StoredLog>>, out: Box<dyn Write + Send>, c: &Counters) {
+fn write_lines(rx: Receiver<Item>, out: Box<dyn Write + Send>, c: &Counters) {
     let mut out = std::io::BufWriter::new(out);
     let mut last_logged: Option<Instant> = None;
     let mut line = Vec::new();
-    for batch in rx {
+    for item in rx {
+        let values: Vec<serde_json::Value> = match item {
+            Item::Logs(batch) => batch
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect(),
+            Item::Checkpoint { at_ms, line } => {
+                vec![serde_json::json!({ "audit_checkpoint": line, "at_ms": at_ms })]
+            }
+        };
         let mut wrote = 0;
         let mut result = Ok(());
-        for record in &batch {
+        for value in &values {
             line.clear();
-            if serde_json::to_writer(&mut line, record).is_err() {
+            if serde_json::to_writer(&mut line, value).is_err() {
                 continue;
             }
             line.push(b'\n');
@@ -133,7 +164,7 @@ fn write_lines(rx: Receiver<Vec<StoredLog>>, out: Box<dyn Write + Send>, c: &Cou
                 last_logged = Some(Instant::now());
                 tracing::warn!(
                     "--log-export: write failed ({} records lost to it; counted in moat_log_export_failures_total): {e}",
-                    batch.len() as u64 - wrote
+                    values.len() as u64 - wrote
                 );
             }
         }

@@ -215,6 +215,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         Some(url) => Some(otlp::Exporter::start(url)?),
         None => None,
     };
+    audit.set_checkpoint_sinks(audit::CheckpointSinks {
+        otlp: otlp.clone(),
+        lines: line_export.clone(),
+    });
     observer.set_exports(logs::Exports {
         limits: Arc::clone(&limit_audit),
         otlp: otlp.clone(),

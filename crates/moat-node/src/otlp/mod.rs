@@ -48,7 +48,8 @@ pub struct LogLine {
     pub function: String,
     pub version: i64,
     pub request_id: String,
-    /// `stdout`, `stderr` or `platform` (a trap, a timeout, a denial).
+    /// `stdout`, `stderr` or `platform` (a trap, a timeout, a denial), or
+    /// `audit-checkpoint` (no function: the audit chain's signed head).
     pub stream: String,
     pub at_ms: i64,
     pub text: String,
@@ -129,6 +130,19 @@ impl Exporter {
         if !queued {
             self.traces.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Queues an audit checkpoint's line as a log record (stream `audit-checkpoint`, no
+    /// function), so the chain's signed head is also kept by the collector.
+    pub fn checkpoint(&self, at_ms: i64, line: &str) {
+        self.log(LogLine {
+            function: String::new(),
+            version: 0,
+            request_id: "-".into(),
+            stream: "audit-checkpoint".into(),
+            at_ms,
+            text: line.to_string(),
+        });
     }
 
     /// Queues a record of function output; never waits beyond a push under the lock.

@@ -281,7 +281,7 @@ fn bytes_field_attr(out: &mut Vec<u8>, key: &str, value: &[u8]) {
 /// output, up to [`LINES_PER_RECORD`] and the rest in one more; returns how many.
 pub fn encode_log(out: &mut Vec<u8>, l: &LogLine) -> u64 {
     let (severity, text): (u64, &str) = match l.stream.as_str() {
-        "stdout" => (9, "INFO"),
+        "stdout" | "audit-checkpoint" => (9, "INFO"),
         "stderr" => (13, "WARN"),
         _ => (17, "ERROR"),
     };
@@ -296,8 +296,10 @@ pub fn encode_log(out: &mut Vec<u8>, l: &LogLine) -> u64 {
             varint_field(r, 2, severity);
             bytes_field(r, 3, text.as_bytes());
             message(r, 5, |v| bytes_field(v, 1, body.as_bytes()));
-            attr_str(r, 6, "moat.function", &l.function);
-            attr_int(r, 6, "moat.function.version", l.version.max(0) as u64);
+            if !l.function.is_empty() {
+                attr_str(r, 6, "moat.function", &l.function);
+                attr_int(r, 6, "moat.function.version", l.version.max(0) as u64);
+            }
             attr_str(r, 6, "moat.stream", &l.stream);
             attr_str(r, 6, "moat.request_id", &l.request_id);
             if let Some(trace) = &trace {
