@@ -33,23 +33,15 @@ fn active_version(node: &Node, function: &str) -> i64 {
     v["function"]["active_version"].as_i64().unwrap()
 }
 
-/// How many `action` refusals at `target` the chain stands for (a folded record counts its
-/// `count`), once it stands for `expected` or ten seconds have passed: the folded ones are
-/// recorded when their second ends.
+/// How many `action` refusals at `target` the chain stands for, once it stands for
+/// `expected` (see `audit_folded`).
 fn counted(node: &Node, action: &str, target: &str, expected: u64) -> u64 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = node
-            .audit_records(None, action, 0)
-            .iter()
-            .filter(|r| r["event"]["target"] == target)
-            .map(|r| r["event"]["details"]["count"].as_u64().unwrap_or(1))
-            .sum();
-        if n >= expected || std::time::Instant::now() > deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (records, _) = node.audit_folded(None, action, expected);
+    records
+        .iter()
+        .filter(|r| r["event"]["target"] == target)
+        .map(|r| r["event"]["details"]["count"].as_u64().unwrap_or(1))
+        .sum()
 }
 
 #[test]

@@ -193,6 +193,30 @@ impl Node {
 
     /// Audit records matching `function` and `action` (exact, or a `prefix*`), waiting up
     /// to five seconds for at least `min` of them (the chain is written in batches).
+    /// Audit records of `action` (of `function`, if given) once the occurrences they stand
+    /// for reach `expected`, or after ten seconds: a folded record (refusals and limit hits
+    /// within a second) stands for its `details.count` and is written when its second
+    /// ends. Returns the records and what they stand for.
+    pub fn audit_folded(
+        &self,
+        function: Option<&str>,
+        action: &str,
+        expected: u64,
+    ) -> (Vec<serde_json::Value>, u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let records = self.audit_records(function, action, 0);
+            let counted = records
+                .iter()
+                .map(|r| r["event"]["details"]["count"].as_u64().unwrap_or(1))
+                .sum();
+            if counted >= expected || std::time::Instant::now() > deadline {
+                return (records, counted);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn audit_records(
         &self,
         function: Option<&str>,

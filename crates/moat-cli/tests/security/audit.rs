@@ -52,19 +52,7 @@ fn a_flood_of_failed_admin_logins_is_folded_not_one_record_each() {
         assert_eq!(node.admin_get(&path, Some("moat_guessed")).status, 401);
     }
     let secs = started.elapsed().as_secs();
-    // Folded refusals are recorded when their second ends: wait until all are counted.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let (records, counted) = loop {
-        let records = node.audit_records(None, "auth.failed", 0);
-        let counted: u64 = records
-            .iter()
-            .map(|r| r["event"]["details"]["count"].as_u64().unwrap_or(1))
-            .sum();
-        if counted >= 300 || std::time::Instant::now() > deadline {
-            break (records, counted);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let (records, counted) = node.audit_folded(None, "auth.failed", 300);
     assert_eq!(counted, 300, "every failed login is counted, none twice");
     // One group per (path, address) up to 64 open at once, the rest in one `*` group; each
     // costs its first record and one per second while it lasts.

@@ -165,26 +165,16 @@ fn refusal_records(
     action: &str,
     refused: u64,
 ) -> Vec<serde_json::Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let records = node.audit_records(Some(function), action, 1);
-        let counted: u64 = records
-            .iter()
-            .map(|r| r["event"]["details"]["count"].as_u64().unwrap())
-            .sum();
-        if counted >= refused || std::time::Instant::now() > deadline {
-            assert_eq!(counted, refused, "{records:#?}");
-            for r in &records {
-                let e = &r["event"];
-                assert_eq!(e["function"], function);
-                assert_eq!(e["target"], function);
-                assert_eq!(e["outcome"], "denied");
-                assert_eq!(e["details"]["aggregated"], true);
-            }
-            return records;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let (records, counted) = node.audit_folded(Some(function), action, refused);
+    assert_eq!(counted, refused, "{records:#?}");
+    for r in &records {
+        let e = &r["event"];
+        assert_eq!(e["function"], function);
+        assert_eq!(e["target"], function);
+        assert_eq!(e["outcome"], "denied");
+        assert_eq!(e["details"]["aggregated"], true);
     }
+    records
 }
 
 /// Issue #6: a gateway `401` or `403` is a security event in the audit chain (never with the

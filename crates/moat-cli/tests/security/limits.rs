@@ -21,30 +21,20 @@ fn hits(node: &Node, function: &str, limit: &str) -> u64 {
 /// their `count`s add up to `hits` (hits in one second are folded into one record, written
 /// when the second ends). Returns the records.
 fn limit_records(node: &Node, function: &str, action: &str, hits: u64) -> Vec<serde_json::Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let records = node.audit_records(Some(function), action, 1);
-        let counted: u64 = records
-            .iter()
-            .map(|r| r["event"]["details"]["count"].as_u64().unwrap())
-            .sum();
-        if counted >= hits || std::time::Instant::now() > deadline {
-            assert_eq!(counted, hits, "{records:#?}");
-            for r in &records {
-                let e = &r["event"];
-                assert_eq!(e["function"], function);
-                assert_eq!(e["target"], function);
-                assert_eq!(e["actor"], "node");
-                assert_eq!(e["details"]["aggregated"], true);
-                assert!(
-                    e["request_id"].as_str().is_some_and(|id| id.len() == 32),
-                    "{e}"
-                );
-            }
-            return records;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let (records, counted) = node.audit_folded(Some(function), action, hits);
+    assert_eq!(counted, hits, "{records:#?}");
+    for r in &records {
+        let e = &r["event"];
+        assert_eq!(e["function"], function);
+        assert_eq!(e["target"], function);
+        assert_eq!(e["actor"], "node");
+        assert_eq!(e["details"]["aggregated"], true);
+        assert!(
+            e["request_id"].as_str().is_some_and(|id| id.len() == 32),
+            "{e}"
+        );
     }
+    records
 }
 
 fn hello_still_answers(node: &Node) {
