@@ -89,6 +89,11 @@ impl Fold {
     }
 }
 
+/// An event about the trail itself (`audit.overflow`, `audit.write_failed`), now.
+fn trail_event(action: &'static str, details: serde_json::Value) -> AuditEvent {
+    AuditEvent::new(now_ms(), actor::NODE, action, "audit", Outcome::Failed).with_details(details)
+}
+
 /// Events lost to a full queue that the chain does not mention yet.
 #[derive(Debug, Clone, Copy)]
 struct Gap {
@@ -100,18 +105,14 @@ struct Gap {
 impl Gap {
     /// The chain's record of the loss.
     fn record(self) -> AuditEvent {
-        AuditEvent::new(
-            now_ms(),
-            actor::NODE,
+        trail_event(
             "audit.overflow",
-            "audit",
-            Outcome::Failed,
+            serde_json::json!({
+                "dropped": self.dropped,
+                "first_ms": self.first_ms,
+                "last_ms": self.last_ms,
+            }),
         )
-        .with_details(serde_json::json!({
-            "dropped": self.dropped,
-            "first_ms": self.first_ms,
-            "last_ms": self.last_ms,
-        }))
     }
 }
 
@@ -277,41 +278,29 @@ impl Audit {
                 dropped = r.count,
                 "audit queue full: events not recorded in the chain (an `audit.overflow` record will say how many)"
             );
-            self.announce(
-                &AuditEvent::new(
-                    now_ms(),
-                    actor::NODE,
-                    "audit.overflow",
-                    "audit",
-                    Outcome::Failed,
-                )
-                .with_details(serde_json::json!({
+            self.announce(&trail_event(
+                "audit.overflow",
+                serde_json::json!({
                     "aggregated": true,
                     "count": r.count,
                     "dropped": r.count,
                     "first_ms": r.first_ms,
                     "last_ms": r.last_ms,
-                })),
-            );
+                }),
+            ));
         }
         if let Some(r) = due(&self.trouble.write_failed) {
-            self.announce(
-                &AuditEvent::new(
-                    now_ms(),
-                    actor::NODE,
-                    "audit.write_failed",
-                    "audit",
-                    Outcome::Failed,
-                )
-                .with_details(serde_json::json!({
+            self.announce(&trail_event(
+                "audit.write_failed",
+                serde_json::json!({
                     "aggregated": true,
                     "count": r.count,
                     "failures": r.count,
                     "first_ms": r.first_ms,
                     "last_ms": r.last_ms,
                     "error": r.error,
-                })),
-            );
+                }),
+            ));
         }
     }
 

@@ -14,16 +14,12 @@
 //! and stored, never before.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame};
-use moat_gateway::{BoxError, GatewayBody};
+use moat_gateway::GatewayBody;
 use moat_store::{LogQuery, LogRecord, Store, StoredLog};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
@@ -239,25 +235,6 @@ impl End {
 /// The client went away (or the node is stopping while the client is not reading).
 struct Gone;
 
-/// The body of one stream; ends when the feeding task does.
-struct LinesBody {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl Body for LinesBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
-    }
-}
-
 /// One record as a line of the stream.
 fn line(record: &StoredLog) -> Bytes {
     let mut text = serde_json::to_string(record).unwrap_or_default();
@@ -293,7 +270,7 @@ pub fn open(follow: Follow) -> GatewayBody {
             let _ = tokio::time::timeout(Duration::from_secs(1), last).await;
         }
     });
-    LinesBody { rx }.boxed_unsync()
+    crate::admin::channel_body(rx)
 }
 
 struct Stream {
@@ -393,6 +370,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
     use super::*;
+    use http_body_util::BodyExt;
     use moat_store::SqliteStore;
 
     fn record(function: &str, i: i64) -> LogRecord {

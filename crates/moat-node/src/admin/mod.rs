@@ -113,6 +113,25 @@ fn respond(
 }
 
 /// A `200` whose body is written as it is produced.
+/// A streamed answer's body: each chunk sent on the channel, until its sender is dropped.
+pub(crate) fn channel_body(rx: tokio::sync::mpsc::Receiver<Bytes>) -> GatewayBody {
+    use http_body_util::BodyExt;
+    struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+    impl hyper::body::Body for ChannelBody {
+        type Data = Bytes;
+        type Error = moat_gateway::BoxError;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+        }
+    }
+    ChannelBody(rx).boxed_unsync()
+}
+
 fn streaming(body: GatewayBody, content_type: &'static str, rid: &str) -> Response<GatewayBody> {
     let mut r = Response::new(body);
     let headers = r.headers_mut();

@@ -6,15 +6,11 @@
 //! missed; the node and other subscribers never wait for it. A comment every
 //! [`KEEP_ALIVE`] keeps proxies from closing an idle stream and notices a vanished client.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame};
-use moat_gateway::{BoxError, GatewayBody};
+use moat_gateway::GatewayBody;
 use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 
 use crate::events::{Event, Hub, KINDS};
@@ -50,25 +46,6 @@ pub fn parse_types(query: Option<&str>) -> Result<Option<Vec<&'static str>>, Str
         }
     }
     Ok((!kinds.is_empty()).then_some(kinds))
-}
-
-/// The body of one stream; ends when the feeding task does.
-struct SseBody {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl Body for SseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
-    }
 }
 
 fn frame(event: &Event) -> Bytes {
@@ -132,7 +109,7 @@ pub fn open(
             }
         }
     });
-    SseBody { rx }.boxed_unsync()
+    crate::admin::channel_body(rx)
 }
 
 #[cfg(test)]
@@ -140,6 +117,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
+    use http_body_util::BodyExt;
 
     #[test]
     fn types_are_checked() {
