@@ -8,8 +8,10 @@
 #    request) and `talker` (tp-log: two lines of output per request, also stored and exported
 #    as log records). wrk at CONNS connections, ROUNDS interleaved rounds (off then on, then
 #    on then off, …), medians; the ratio is on / off (issue 6 asks for >= 0.95 at 16
-#    connections). Also the node process's CPU time (user + system, /proc/PID/stat) per
-#    request served: steadier than throughput on a shared machine, and what telemetry costs.
+#    connections), and the median of each round's own ratio (a round runs off and on back to
+#    back, so a change of the shared machine's speed between rounds cancels out). Also the
+#    node process's CPU time (user + system, /proc/PID/stat) per request served: what
+#    telemetry costs.
 # 2. Delays on the ON node, idle, SAMPLES each (p50 / p99): an audit event (a failed login)
 #    to its alert webhook delivered on loopback; an invocation to its line in `moat logs -f`.
 #
@@ -74,8 +76,8 @@ run() { # NODE URL CONNS -> "rps p50_ms p99_ms cpu_us_per_request"
 for n in off on; do for f in hello talker; do wrk -t2 -c16 -d2s "${gw[$n]}/$f" >/dev/null; done; done
 echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; ${ROUNDS} rounds of ${DURATION} s"
 echo
-echo "| function | c | telemetry off req/s | on req/s | on / off | node CPU µs/req off | on | on / off | off p50 / p99 (ms) | on p50 / p99 (ms) |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| function | c | telemetry off req/s | on req/s | on / off | paired on / off | node CPU µs/req off | on | on / off | paired on / off | off p50 / p99 (ms) | on p50 / p99 (ms) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for f in hello talker; do
     for c in $CONNS; do
         declare -a r_off=() r_on=() p_off=() p_on=() q_off=() q_on=() u_off=() u_on=()
@@ -92,8 +94,12 @@ for f in hello talker; do
         echo "rounds $f c=$c CPU µs/req off: ${u_off[*]} | on: ${u_on[*]}" >>"$tmp/rounds.txt"
         off=$(printf '%s\n' "${r_off[@]}" | median); on=$(printf '%s\n' "${r_on[@]}" | median)
         uoff=$(printf '%s\n' "${u_off[@]}" | median); uon=$(printf '%s\n' "${u_on[@]}" | median)
-        printf '| %s | %s | %.0f | %.0f | %.3f | %.1f | %.1f | %.3f | %.2f / %.2f | %.2f / %.2f |\n' "$f" "$c" "$off" "$on" \
-            "$(echo "$on / $off" | bc -l)" "$uoff" "$uon" "$(echo "$uon / $uoff" | bc -l)" \
+        # Paired: each round's on / off (run back to back), then their median; steadier
+        # when the shared machine changes speed between rounds.
+        paired() { local -n a=$1 b=$2; for i in "${!a[@]}"; do echo "${b[$i]} / ${a[$i]}" | bc -l; done | median; }
+        printf '| %s | %s | %.0f | %.0f | %.3f | %.3f | %.1f | %.1f | %.3f | %.3f | %.2f / %.2f | %.2f / %.2f |\n' "$f" "$c" "$off" "$on" \
+            "$(echo "$on / $off" | bc -l)" "$(paired r_off r_on)" \
+            "$uoff" "$uon" "$(echo "$uon / $uoff" | bc -l)" "$(paired u_off u_on)" \
             "$(printf '%s\n' "${p_off[@]}" | median)" "$(printf '%s\n' "${q_off[@]}" | median)" \
             "$(printf '%s\n' "${p_on[@]}" | median)" "$(printf '%s\n' "${q_on[@]}" | median)"
     done
