@@ -565,34 +565,8 @@ impl std::fmt::Display for Coding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::{br, gzip, raw_deflate, zlib};
     use std::io::Write;
-
-    pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    fn zlib(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    fn raw_deflate(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    fn br(data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        {
-            let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
-            w.write_all(data).unwrap();
-        }
-        out
-    }
 
     fn text() -> Vec<u8> {
         (0..20_000u32)

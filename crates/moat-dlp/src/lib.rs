@@ -50,6 +50,8 @@
 //! secret in ways no fixed list of encodings covers (reversing, XOR, splitting across two
 //! responses). The scanner catches accidental leaks and the encodings that tools produce.
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod compress;
 pub mod decode;
 mod decoded;
 mod error;

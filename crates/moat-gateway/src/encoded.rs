@@ -214,6 +214,7 @@ impl Body for DecodedScan {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use moat_dlp::compress::{br, gzip, zlib as deflate};
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
@@ -228,27 +229,6 @@ mod tests {
             scanner: Arc::new(scanner),
             mode,
         }
-    }
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    fn deflate(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    fn br(data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        {
-            let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
-            w.write_all(data).unwrap();
-        }
-        out
     }
 
     fn encoded(coding: &'static str) -> HeaderMap {
