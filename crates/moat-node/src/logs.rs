@@ -82,14 +82,7 @@ impl InvocationLog {
 
     fn push(&self, record: LogRecord) {
         if let Some(otlp) = self.exports.get().and_then(|e| e.otlp.as_ref()) {
-            otlp.log(crate::otlp::LogLine {
-                function: record.function.clone(),
-                version: record.version,
-                request_id: record.request_id.clone(),
-                stream: record.stream.clone(),
-                at_ms: record.at_ms,
-                text: record.text.clone(),
-            });
+            otlp.log(record.clone());
         }
         if self.tx.try_send(record).is_err() {
             self.metrics

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use moat_gateway::trace::RequestTrace;
+use moat_store::LogRecord;
 
 mod proto;
 
@@ -43,23 +44,11 @@ const FLUSH: Duration = Duration::from_millis(200);
 /// How often an export failure is logged (every failure is counted).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// One record of captured output, as the store keeps it (already redacted).
-pub struct LogLine {
-    pub function: String,
-    pub version: i64,
-    pub request_id: String,
-    /// `stdout`, `stderr` or `platform` (a trap, a timeout, a denial), or
-    /// `audit-checkpoint` (no function: the audit chain's signed head).
-    pub stream: String,
-    pub at_ms: i64,
-    pub text: String,
-}
-
 /// What waits to be exported.
 #[derive(Default)]
 struct Pending {
     traces: Vec<RequestTrace>,
-    logs: Vec<LogLine>,
+    logs: Vec<LogRecord>,
 }
 
 /// Shared by the exporter's handles and its task.
@@ -135,7 +124,7 @@ impl Exporter {
     /// Queues an audit checkpoint's line as a log record (stream `audit-checkpoint`, no
     /// function), so the chain's signed head is also kept by the collector.
     pub fn checkpoint(&self, at_ms: i64, line: &str) {
-        self.log(LogLine {
+        self.log(LogRecord {
             function: String::new(),
             version: 0,
             request_id: "-".into(),
@@ -146,7 +135,7 @@ impl Exporter {
     }
 
     /// Queues a record of function output; never waits beyond a push under the lock.
-    pub fn log(&self, line: LogLine) {
+    pub fn log(&self, line: LogRecord) {
         let queued = self.queue.pending.lock().is_ok_and(|mut p| {
             let room = p.logs.len() < QUEUE;
             if room {

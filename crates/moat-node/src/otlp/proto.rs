@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use moat_gateway::trace::{Phase, RequestTrace};
 
-use super::LogLine;
+use moat_store::LogRecord;
 
 /// Lines of one record exported as log records of their own; the rest go in one more.
 pub const LINES_PER_RECORD: usize = 256;
@@ -279,7 +279,7 @@ fn bytes_field_attr(out: &mut Vec<u8>, key: &str, value: &[u8]) {
 
 /// Appends one log record (`logs.v1.LogRecord`, field 2 of a `ScopeLogs`) per line of the
 /// output, up to [`LINES_PER_RECORD`] and the rest in one more; returns how many.
-pub fn encode_log(out: &mut Vec<u8>, l: &LogLine) -> u64 {
+pub fn encode_log(out: &mut Vec<u8>, l: &LogRecord) -> u64 {
     let (severity, text): (u64, &str) = match l.stream.as_str() {
         "stdout" | "audit-checkpoint" => (9, "INFO"),
         "stderr" => (13, "WARN"),
